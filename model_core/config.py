@@ -1,0 +1,213 @@
+"""Typed configuration for every part of the LPM model, and the named presets.
+
+Each config is a plain dataclass; `LPMConfig.preset(name)` returns a complete one and
+`to_dict` / `from_dict` round-trip it through the JSON stored beside a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class VideoConfig:
+    height: int = 128
+    width: int = 128
+    fps: int = 24
+    chunk_frames: int = 24  # one streaming chunk = 1 second of video
+
+
+@dataclass
+class VAEConfig:
+    """Causal 3D VAE in the Wan2.1 layout: first frame alone, then groups of 4 frames."""
+
+    z_dim: int = 16
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)  # 3 spatial downsamples -> 8x
+    temporal_downsample: tuple[bool, ...] = (False, True, True)  # 2 temporal downsamples -> 4x
+    num_res_blocks: int = 1
+    spatial_factor: int = 8
+    temporal_factor: int = 4
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16000
+    n_mels: int = 64
+    hop_length: int = 160  # 10 ms mel hop
+    win_length: int = 400
+    feature_dim: int = 128  # per-video-frame feature size fed to the DiT
+    hidden: int = 128
+    context_seconds: float = 1.0  # left audio context the encoder may look at
+
+
+@dataclass
+class TextConfig:
+    backend: str = "hash"  # "hash" (self-contained) or "minilm" (frozen pretrained encoder)
+    vocab_size: int = 8192
+    dim: int = 128
+    max_tokens: int = 32
+
+
+@dataclass
+class DiTConfig:
+    """Transformer trunk. Parameter names and shapes follow Wan2.1's WanModel."""
+
+    dim: int = 192
+    ffn_dim: int = 768
+    num_heads: int = 3
+    num_layers: int = 8
+    freq_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    cond_dim: int = 0  # extra input channels (Wan I2V concatenates image latent + mask: 20)
+    image_context_dim: int = 0  # CLIP image context of Wan I2V (1280); 0 disables it
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    eps: float = 1e-6
+    # Dual audio injection: speaking audio in even layers with a narrow frame-local window,
+    # listening audio in odd layers with a wide window (both in video frames).
+    speak_window: tuple[int, int] = (2, 0)  # frames before / after the latent frame's span
+    listen_window: tuple[int, int] = (48, 0)
+
+
+@dataclass
+class ReferenceConfig:
+    max_body: int = 4
+    max_face: int = 8
+    body_views: tuple[str, ...] = ("front", "left", "right", "back")
+    face_labels: tuple[str, ...] = (
+        "neutral", "smile", "laugh", "frown", "surprise", "anger", "sad", "thinking",
+    )
+    face_size: int = 64  # face crops are encoded at this side length
+    # Each reference type sits at its own temporal RoPE slot, before the video's positions.
+    rope_slot_global: int = 0
+    rope_slot_body: int = 1
+    rope_slot_face: int = 2
+    video_rope_offset: int = 4  # first video latent frame's temporal position
+
+
+@dataclass
+class OnlineConfig:
+    backbone_steps: int = 2
+    refiner_steps: int = 1
+    window_chunks: int = 2  # sliding window of recent chunks kept in the KV cache
+    refiner_layers: int = 4  # the Refiner is its own, smaller DiT with the same width
+    backbone_timesteps: tuple[float, ...] = (1.0, 0.5)
+    refiner_timestep: float = 0.25
+
+
+@dataclass
+class BaseSamplerConfig:
+    steps: int = 16
+    guidance_scale: float = 3.0
+    shift: float = 3.0
+
+
+@dataclass
+class LPMConfig:
+    name: str = "tiny"
+    video: VideoConfig = field(default_factory=VideoConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    refs: ReferenceConfig = field(default_factory=ReferenceConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    sampler: BaseSamplerConfig = field(default_factory=BaseSamplerConfig)
+
+    @property
+    def latent_frames_per_chunk(self) -> int:
+        return self.video.chunk_frames // self.vae.temporal_factor
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        f = self.vae.spatial_factor
+        return self.video.height // f, self.video.width // f
+
+    @property
+    def tokens_per_latent_frame(self) -> int:
+        h, w = self.latent_hw
+        return (h // self.dit.patch_size[1]) * (w // self.dit.patch_size[2])
+
+    @property
+    def tokens_per_chunk(self) -> int:
+        return self.latent_frames_per_chunk * self.tokens_per_latent_frame
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LPMConfig:
+        kw = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            sub = _SUBCONFIGS.get(f.name)
+            kw[f.name] = _build(sub, v) if sub else v
+        return cls(**kw)
+
+    @classmethod
+    def preset(cls, name: str) -> LPMConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        return PRESETS[name]()
+
+
+def _build(sub: type, v: dict[str, Any]):
+    kw = {}
+    for f in dataclasses.fields(sub):
+        if f.name in v:
+            val = v[f.name]
+            kw[f.name] = tuple(val) if isinstance(val, list) else val
+    return sub(**kw)
+
+
+_SUBCONFIGS = {
+    "video": VideoConfig,
+    "vae": VAEConfig,
+    "audio": AudioConfig,
+    "text": TextConfig,
+    "dit": DiTConfig,
+    "refs": ReferenceConfig,
+    "online": OnlineConfig,
+    "sampler": BaseSamplerConfig,
+}
+
+
+def _tiny() -> LPMConfig:
+    return LPMConfig(name="tiny")
+
+
+def _small() -> LPMConfig:
+    return LPMConfig(
+        name="small",
+        video=VideoConfig(height=256, width=256),
+        vae=VAEConfig(base_channels=64),
+        audio=AudioConfig(feature_dim=256, hidden=256),
+        text=TextConfig(dim=256),
+        dit=DiTConfig(dim=1024, ffn_dim=4096, num_heads=16, num_layers=16),
+        online=OnlineConfig(window_chunks=3, refiner_layers=4),
+    )
+
+
+def _lpm_17b() -> LPMConfig:
+    # Wan2.1-I2V-14B trunk shape (dim 5120, 40 layers, 40 heads, ffn 13824, umT5 text 4096,
+    # CLIP image context 1280, 36 input channels) plus LPM's audio, reference and refiner parts.
+    return LPMConfig(
+        name="lpm-17b",
+        video=VideoConfig(height=480, width=832),
+        vae=VAEConfig(base_channels=96, channel_mults=(1, 2, 4, 4)),
+        audio=AudioConfig(feature_dim=1024, hidden=1024, n_mels=80),
+        text=TextConfig(backend="umt5", vocab_size=256384, dim=4096, max_tokens=512),
+        dit=DiTConfig(
+            dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, cond_dim=20,
+            image_context_dim=1280,
+        ),
+        online=OnlineConfig(window_chunks=3, refiner_layers=4),
+    )
+
+
+PRESETS = {"tiny": _tiny, "small": _small, "lpm-17b": _lpm_17b}
