@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -64,7 +65,10 @@ def load_image(
     try:
         # PIL's own bomb guard raises at 2x MAX_IMAGE_PIXELS; ours below is stricter and
         # reports the actual dimensions.
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
             fmt = im.format
             w, h = im.size
             if fmt not in IMAGE_FORMATS:
