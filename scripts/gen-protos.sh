@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Generate Python gRPC code from protos/ (owned by the services foundation; see services/api).
+# Generate Python gRPC code from protos/ into services/api/_generated (gitignored).
+# The same generator runs on first import of `services.api` when the output is missing or stale,
+# so a plain `pip install -e .` works too; this script is the build's explicit step.
 set -euo pipefail
 py=${1:-.venv/bin/python}
 [ -n "$(ls protos/lpm/v1/*.proto 2>/dev/null)" ] || exit 0
-out=services/api/_generated
-mkdir -p "$out"
-"$py" -m grpc_tools.protoc -Iprotos --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" protos/lpm/v1/*.proto
+"$py" -c "from services.api.codegen import generate; generate(force=True)"
