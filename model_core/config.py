@@ -204,7 +204,9 @@ def _small() -> LPMConfig:
 
 def _lpm_17b() -> LPMConfig:
     # Wan2.1-I2V-14B trunk shape (dim 5120, 40 layers, 40 heads, ffn 13824, umT5 text 4096,
-    # CLIP image context 1280, 36 input channels) plus LPM's audio, reference and refiner parts.
+    # 36 input channels) plus LPM's audio, reference and refiner parts. LPM's in-sequence
+    # reference tokens replace Wan-I2V's CLIP image cross-attention (k_img/v_img/img_emb, 2.1B),
+    # which the Wan mapping drops (model_core/wan_mapping.py).
     return LPMConfig(
         name="lpm-17b",
         video=VideoConfig(height=480, width=832),
@@ -217,9 +219,9 @@ def _lpm_17b() -> LPMConfig:
         text=TextConfig(backend="umt5", vocab_size=256384, dim=4096, max_tokens=512),
         dit=DiTConfig(
             dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, cond_dim=20,
-            image_context_dim=1280,
+            image_context_dim=0,
         ),
-        online=OnlineConfig(window_chunks=3, refiner_layers=4),
+        online=OnlineConfig(window_chunks=3, refiner_layers=2),
     )
 
 

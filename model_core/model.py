@@ -1,0 +1,74 @@
+"""LPMModel: every module of the LPM system in one place, and its parameter accounting."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model_core.audio import LPMAudioEncoder
+from model_core.config import LPMConfig
+from model_core.dit import LPMTransformer
+from model_core.text import LPMTextEncoder
+from model_core.vae import LPMCausalVAE
+
+AUDIO_PARAM_MARKERS = (".audio_attn.", ".norm_audio.")
+
+
+class LPMModel(nn.Module):
+    """VAE, audio and text encoders, the Base transformer (bidirectional teacher), and the
+    Online model's Backbone and Refiner (each its own weights)."""
+
+    def __init__(self, cfg: LPMConfig, with_base: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.vae = LPMCausalVAE(cfg.vae)
+        self.audio_encoder = LPMAudioEncoder(cfg.audio)
+        # The 17B preset's umT5-XXL text encoder is a frozen external model: not built here.
+        self.text_encoder = LPMTextEncoder(cfg.text) if cfg.text.backend != "umt5" else None
+        kw = dict(
+            z_dim=cfg.vae.z_dim, text_dim=cfg.text.dim, audio_dim=cfg.audio.feature_dim,
+            video_rope_offset=cfg.refs.video_rope_offset,
+        )
+        self.base = LPMTransformer(cfg.dit, **kw) if with_base else None
+        self.backbone = LPMTransformer(cfg.dit, **kw)
+        self.refiner = LPMTransformer(cfg.dit, num_layers=cfg.online.refiner_layers, **kw)
+
+    def init_online_from_base(self) -> None:
+        """Distillation starts the Backbone from the Base weights."""
+        if self.base is not None:
+            self.backbone.load_state_dict(self.base.state_dict())
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameters by part. `total` is what the Online system holds at serving time:
+        VAE + trunk + audio + text + references (none: they are tokens) + Refiner.
+        The Base teacher (same shape as the trunk) is reported apart, not in the total."""
+
+        def count(m: nn.Module | None) -> int:
+            return sum(p.numel() for p in m.parameters()) if m is not None else 0
+
+        audio_in_trunk = sum(
+            p.numel() for n, p in self.backbone.named_parameters()
+            if any(mk in f".{n}" for mk in AUDIO_PARAM_MARKERS)
+        )
+        counts = {
+            "vae": count(self.vae),
+            "trunk": count(self.backbone) - audio_in_trunk,
+            "audio": count(self.audio_encoder) + audio_in_trunk,
+            "text": count(self.text_encoder),
+            "references": 0,
+            "refiner": count(self.refiner),
+        }
+        counts["total"] = sum(counts.values())
+        counts["base_teacher"] = count(self.base)
+        return counts
+
+
+def build_model(cfg: LPMConfig, device: str | torch.device = "cpu", seed: int = 0,
+                with_base: bool = True) -> LPMModel:
+    """Random initialisation (deterministic per seed); on the meta device nothing is allocated."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LPMModel(cfg, with_base=with_base)
+    if str(device) != "meta":
+        model.init_online_from_base()
+    return model.eval()

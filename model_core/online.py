@@ -1,0 +1,192 @@
+"""The Online LPM: block-causal, 1-second chunks, generated one after another for as long as
+a conversation lasts.
+
+Per chunk: Backbone (few denoising steps from noise, attending to the reference sink and the
+sliding window of earlier chunks) -> the Backbone's own output refills its KV cache -> Refiner
+(one step from a lightly re-noised Backbone output, restoring detail) -> streaming VAE decode.
+The three stages only hand latents forward, so chunk k's Refiner and decode can run while the
+Backbone works on chunk k+1 (see `OnlineStream.backbone`, `.refine`, `.decode`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from model_core.dit import LPMAudioInputs, LPMTransformer
+from model_core.flow import predict_x0
+from model_core.kv_cache import SinkWindowKVCache
+from model_core.model import LPMModel
+from model_core.references import EncodedReferences
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    frames: np.ndarray  # uint8 (24, H, W, 3)
+    timings: dict[str, float] = field(default_factory=dict)
+    latents: torch.Tensor | None = None
+
+
+@dataclass
+class ChunkAudio:
+    """Per-video-frame features of both tracks for one chunk, with left history."""
+
+    speak: torch.Tensor  # (1, H + 24, D)
+    listen: torch.Tensor
+    history: int  # frames of history before the chunk's first frame
+
+
+def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    x = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).contiguous().numpy()
+
+
+def latent_frame_spans(num_latent: int, first_frame: int, temporal_factor: int) -> torch.Tensor:
+    """Video frames covered by each latent frame of a chunk (the chunk starts at first_frame)."""
+    starts = first_frame + temporal_factor * torch.arange(num_latent)
+    return torch.stack([starts, starts + temporal_factor - 1], dim=1)
+
+
+class AudioFeatureHistory:
+    """Streams one audio track through the causal audio encoder, one second at a time, and
+    keeps the last `history_frames` features for the wide listening window."""
+
+    def __init__(self, model: LPMModel, history_frames: int):
+        cfg = model.cfg.audio
+        self.encoder = model.audio_encoder
+        self.sr = cfg.sample_rate
+        rf = int(getattr(self.encoder, "receptive_field_samples", self.sr))
+        # Whole seconds of raw context keep the 24-features-per-second grid aligned.
+        self.context_samples = self.sr * max(1, math.ceil(rf / self.sr))
+        self.raw = torch.zeros(1, self.context_samples)
+        self.history_frames = history_frames
+        self.feats: torch.Tensor | None = None
+
+    def push(self, pcm: torch.Tensor, fps: int) -> torch.Tensor:
+        x = torch.cat([self.raw, pcm.view(1, -1)], dim=1)
+        f = self.encoder(x)[:, -fps:]
+        self.raw = x[:, -self.context_samples :]
+        prev = self.feats if self.feats is not None else torch.zeros(
+            1, self.history_frames, f.shape[-1]
+        )
+        out = torch.cat([prev, f], dim=1)
+        self.feats = out[:, -self.history_frames :]
+        return out
+
+
+class OnlineStream:
+    """One conversation's state: sink, KV window, audio history, VAE decode cache."""
+
+    def __init__(self, model: LPMModel, refs: EncodedReferences, context: torch.Tensor,
+                 context_mask: torch.Tensor | None, *, seed: int = 0,
+                 window_chunks: int | None = -1):
+        cfg = model.cfg
+        self.model, self.cfg = model, cfg
+        self.fps = cfg.video.fps
+        self.frames_per_chunk = cfg.latent_frames_per_chunk
+        self.seed = seed
+        self.index = 0
+        self.context, self.context_mask = context, context_mask
+        window = cfg.online.window_chunks if window_chunks == -1 else window_chunks
+        layout = refs.layout(cfg)
+        h, w = cfg.latent_hw
+        ph, pw = cfg.dit.patch_size[1:]
+        with torch.no_grad():
+            self.cache = SinkWindowKVCache(
+                model.backbone.encode_sink(layout), window, self.frames_per_chunk,
+                (h // ph, w // pw), cfg.refs.video_rope_offset,
+            )
+            self.refiner_sink = model.refiner.encode_sink(layout)
+            self.decoder = model.vae.stream_decoder()
+            self.decoder.push(refs.global_latent)  # latent frame 0: primes the causal cache
+        hist = max(cfg.dit.speak_window[0], cfg.dit.listen_window[0])
+        self.speak_audio = AudioFeatureHistory(model, hist)
+        self.listen_audio = AudioFeatureHistory(model, hist)
+        self.history = hist
+
+    def set_text(self, context: torch.Tensor, context_mask: torch.Tensor | None) -> None:
+        """New caption/emotion/action text, effective from the next chunk on."""
+        self.context, self.context_mask = context, context_mask
+
+    def _noise(self, salt: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.index * 7 + salt)
+        h, w = self.cfg.latent_hw
+        return torch.randn(1, self.cfg.vae.z_dim, self.frames_per_chunk, h, w, generator=g)
+
+    def encode_audio(self, speak: np.ndarray | torch.Tensor,
+                     listen: np.ndarray | torch.Tensor) -> ChunkAudio:
+        n = self.cfg.audio.sample_rate
+        s, li = (torch.as_tensor(a, dtype=torch.float32).view(-1) for a in (speak, listen))
+        if s.numel() != n or li.numel() != n:
+            raise ValueError(f"push exactly {n} samples (1 s at {n} Hz) per track")
+        return ChunkAudio(self.speak_audio.push(s, self.fps),
+                          self.listen_audio.push(li, self.fps), self.history)
+
+    def _audio_inputs(self, audio: ChunkAudio) -> LPMAudioInputs:
+        spans = latent_frame_spans(self.frames_per_chunk, audio.history,
+                                   self.cfg.vae.temporal_factor)
+        return LPMAudioInputs(audio.speak, audio.listen, spans)
+
+    @torch.no_grad()
+    def backbone(self, audio: ChunkAudio) -> torch.Tensor:
+        """Denoise this chunk with the Backbone, then refill the KV cache from its output."""
+        net: LPMTransformer = self.model.backbone
+        frame_pos = self.cache.current_frame_pos()
+        prefix = self.cache.prefix(net.rope.tables)
+        aud = self._audio_inputs(audio)
+        kw = dict(sink=self.cache.sink, frame_pos=frame_pos, context=self.context,
+                  context_mask=self.context_mask, audio=aud, prefix=prefix)
+        ts = self.cfg.online.backbone_timesteps
+        x = self._noise(0)
+        for i, t in enumerate(ts):
+            v = net(x, torch.full((1, self.frames_per_chunk), float(t)), **kw)
+            x0 = predict_x0(x, v, torch.tensor([float(t)]))
+            if i + 1 < len(ts):
+                tn = float(ts[i + 1])
+                x = (1 - tn) * x0 + tn * self._noise(i + 1)
+        _, kvs = net(x0, torch.zeros(1, self.frames_per_chunk), return_kv=True, **kw)
+        self.cache.append(kvs)
+        return x0
+
+    @torch.no_grad()
+    def refine(self, x0: torch.Tensor, audio: ChunkAudio) -> torch.Tensor:
+        """One Refiner step from the Backbone output re-noised to the refiner timestep."""
+        t = float(self.cfg.online.refiner_timestep)
+        xr = (1 - t) * x0 + t * self._noise(101)
+        frame_pos = torch.arange(self.frames_per_chunk) + self.cfg.refs.video_rope_offset
+        v = self.model.refiner(
+            xr, torch.full((1, self.frames_per_chunk), t), sink=self.refiner_sink,
+            frame_pos=frame_pos, context=self.context, context_mask=self.context_mask,
+            audio=self._audio_inputs(audio),
+        )
+        return predict_x0(xr, v, torch.tensor([t]))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        return frames_to_uint8(self.decoder.push(latents))
+
+    def push(self, speak: np.ndarray | torch.Tensor, listen: np.ndarray | torch.Tensor,
+             keep_latents: bool = False) -> ChunkResult:
+        """1 s of each track in, 24 frames out."""
+        tick = time.perf_counter()
+        timings = {}
+        audio = self.encode_audio(speak, listen)
+        timings["audio"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        x0 = self.backbone(audio)
+        timings["backbone"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        latents = self.refine(x0, audio)
+        timings["refiner"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        frames = self.decode(latents)
+        timings["vae"] = time.perf_counter() - tick
+        result = ChunkResult(self.index, frames, timings, latents if keep_latents else None)
+        self.index += 1
+        return result
