@@ -32,6 +32,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """Human-readable lines, with the structured fields appended as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        tail = "".join(f" {k}={v}" for k, v in fields.items())
+        return super().format(record) + tail
+
+
 def _current_trace_id() -> str:
     try:
         from opentelemetry import trace
@@ -47,7 +56,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_lpm", False):

@@ -3,7 +3,7 @@
 `ServiceRuntime` builds the server with interceptors (OpenTelemetry when configured, Prometheus
 metrics, API-key auth), gRPC health and reflection, and the HTTP port; `stop()` drains: health
 turns NOT_SERVING, new calls are refused and in-flight calls get `shutdown_grace_s` to finish.
-`run_until_signal()` does that on SIGTERM or SIGINT.
+`wait_for_signal()` blocks until SIGTERM or SIGINT so the caller can then stop.
 """
 
 from __future__ import annotations
@@ -126,17 +126,18 @@ class ServiceRuntime:
     def wait(self) -> None:
         self.server.wait_for_termination()
 
-    def run_until_signal(self, on_stop: Callable[[], None] | None = None) -> None:
-        """Block until SIGTERM/SIGINT, then drain and stop (main thread only)."""
+    def wait_for_signal(self) -> int:
+        """Block until SIGTERM or SIGINT (main thread only); returns the signal number."""
+        got: list[int] = []
         done = threading.Event()
 
         def handle(signum, _frame):
             log.info("signal received, draining", extra={"fields": {"signal": signum}})
+            got.append(signum)
             done.set()
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
-        done.wait()
-        self.stop()
-        if on_stop:
-            on_stop()
+        while not done.wait(1.0):  # a timed wait keeps the main thread responsive to signals
+            pass
+        return got[0]
