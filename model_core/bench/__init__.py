@@ -1,0 +1,1 @@
+"""Benchmarks as commands with JSON output (`lpm bench ...`), never timed asserts."""
