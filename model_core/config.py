@@ -50,6 +50,9 @@ class AudioConfig:
     feature_dim: int = 128  # per-video-frame feature size fed to the DiT
     hidden: int = 128
     context_seconds: float = 1.0  # left audio context the encoder may look at
+    frontend: str = "logmel"  # built-in front end; others are passed to LPMAudioEncoder
+    kernel_size: int = 3  # causal dilated conv stack over the 10 ms front-end frames
+    dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field 31 frames + window: ~0.33 s
 
 
 @dataclass
