@@ -61,6 +61,12 @@ class LPMKVPrefix:
     pos: torch.Tensor  # (Np, 3) positions the keys were rotated at
 
 
+def latent_frame_spans(num_latent: int, first_frame: int, temporal_factor: int) -> torch.Tensor:
+    """Video frames covered by each latent frame (the first one starts at first_frame)."""
+    starts = first_frame + temporal_factor * torch.arange(num_latent)
+    return torch.stack([starts, starts + temporal_factor - 1], dim=1)
+
+
 @dataclass
 class LPMAudioInputs:
     speak: torch.Tensor  # (B, Ta, audio_dim) features for audio frames 0..Ta-1

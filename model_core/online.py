@@ -13,15 +13,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from model_core.dit import LPMAudioInputs, LPMTransformer
+from model_core.dit import LPMAudioInputs, LPMTransformer, latent_frame_spans
 from model_core.flow import predict_x0
 from model_core.kv_cache import SinkWindowKVCache
-from model_core.model import LPMModel
 from model_core.references import EncodedReferences
+
+if TYPE_CHECKING:
+    from model_core.model import LPMModel
 
 
 @dataclass
@@ -45,12 +48,6 @@ def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
     """(1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
     x = ((video[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(1, 2, 3, 0).contiguous().numpy()
-
-
-def latent_frame_spans(num_latent: int, first_frame: int, temporal_factor: int) -> torch.Tensor:
-    """Video frames covered by each latent frame of a chunk (the chunk starts at first_frame)."""
-    starts = first_frame + temporal_factor * torch.arange(num_latent)
-    return torch.stack([starts, starts + temporal_factor - 1], dim=1)
 
 
 class AudioFeatureHistory:

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 
 from model_core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from model_core.config import LPMConfig
-from model_core.dit import LPMAudioInputs
+from model_core.dit import LPMAudioInputs, latent_frame_spans
 from model_core.flow import sample_euler_cfg
 from model_core.model import LPMModel, build_model
-from model_core.online import ChunkResult, OnlineStream, frames_to_uint8, latent_frame_spans
+from model_core.online import ChunkResult, OnlineStream, frames_to_uint8
 from model_core.references import (
     EncodedReferences,
     ReferenceError,

@@ -1,0 +1,163 @@
+"""Properties of the LPM transformer: dual audio injection and reference tokens."""
+
+import numpy as np
+import pytest
+import torch
+
+from model_core.config import LPMConfig
+from model_core.dit import LPMAudioInputs, LPMTransformer
+from model_core.dit import latent_frame_spans
+from model_core.references import EncodedReferences, face_slot_order
+from tests.model_core.conftest import small_dit_config
+
+AUDIO_DIM, TEXT_DIM = 16, 24
+
+
+def make_net(**kw) -> LPMTransformer:
+    return LPMTransformer(small_dit_config(**kw), z_dim=16, text_dim=TEXT_DIM,
+                          audio_dim=AUDIO_DIM).eval()
+
+
+def sink_for(net):
+    g = torch.Generator().manual_seed(7)
+    return net.encode_sink([(torch.randn(1, 16, 1, 8, 8, generator=g), 0, 0)])
+
+
+def run_capture(net, z, audio, ctx):
+    """Forward once; return each block's output and the audio track each layer read."""
+    outs, tracks = [], []
+    hooks = [b.register_forward_hook(lambda m, a, o: outs.append(o[0])) for b in net.blocks]
+    hooks += [
+        b.audio_attn.register_forward_hook(lambda m, a, o: tracks.append(a[1]))
+        for b in net.blocks
+    ]
+    with torch.no_grad():
+        net(z, torch.full((1, z.shape[2]), 0.5), sink=sink_for(net),
+            frame_pos=torch.arange(z.shape[2]) + 4, context=ctx, audio=audio)
+    for h in hooks:
+        h.remove()
+    return outs, tracks
+
+
+def test_even_layers_read_speaking_and_odd_layers_read_listening():
+    net = make_net()
+    frames = 6
+    audio = LPMAudioInputs(torch.randn(1, 24, AUDIO_DIM), torch.randn(1, 24, AUDIO_DIM),
+                           latent_frame_spans(frames, 0, 4))
+    _, tracks = run_capture(net, torch.randn(1, 16, frames, 8, 8), audio, torch.randn(1, 5, TEXT_DIM))
+    assert len(tracks) == 4
+    for i, t in enumerate(tracks):
+        assert t is (audio.listen if i % 2 else audio.speak), f"layer {i} read the wrong track"
+
+
+def test_listening_audio_does_not_reach_even_layer_zero_but_reaches_layer_one():
+    net = make_net()
+    z, ctx = torch.randn(1, 16, 6, 8, 8), torch.randn(1, 5, TEXT_DIM)
+    spans = latent_frame_spans(6, 0, 4)
+    speak, listen = torch.randn(1, 24, AUDIO_DIM), torch.randn(1, 24, AUDIO_DIM)
+    a, _ = run_capture(net, z, LPMAudioInputs(speak, listen, spans), ctx)
+    b, _ = run_capture(net, z, LPMAudioInputs(speak, listen + 1.0, spans), ctx)
+    c, _ = run_capture(net, z, LPMAudioInputs(speak + 1.0, listen, spans), ctx)
+    assert torch.equal(a[0], b[0])
+    assert not torch.allclose(a[1], b[1])
+    assert not torch.allclose(a[0], c[0])
+
+
+@pytest.mark.parametrize("frame", [0, 5, 11, 17, 23])
+def test_speaking_window_is_frame_local(frame):
+    """Changing speaking audio at video frame j changes only latent frames whose narrow
+    window [first - before, last + after] contains j."""
+    net = make_net(speak_window=(2, 0))
+    z, ctx = torch.randn(1, 16, 6, 8, 8), torch.randn(1, 5, TEXT_DIM)
+    spans = latent_frame_spans(6, 0, 4)
+    speak, listen = torch.randn(1, 24, AUDIO_DIM), torch.randn(1, 24, AUDIO_DIM)
+    moved = speak.clone()
+    moved[:, frame] += 3.0
+    a, _ = run_capture(net, z, LPMAudioInputs(speak, listen, spans), ctx)
+    b, _ = run_capture(net, z, LPMAudioInputs(moved, listen, spans), ctx)
+    per_frame_change = (a[0] - b[0]).abs().reshape(1, 6, 16, -1).amax(dim=(0, 2, 3))
+    for f in range(6):
+        first, last = spans[f].tolist()
+        inside = first - 2 <= frame <= last
+        assert bool(per_frame_change[f] > 0) == inside, (f, frame, per_frame_change)
+
+
+def test_listening_window_is_wide():
+    """An odd layer reacts to listening audio from well before the latent frame (the whole
+    utterance), but never to audio after it."""
+    net = make_net(listen_window=(48, 0))
+    z, ctx = torch.randn(1, 16, 6, 8, 8), torch.randn(1, 5, TEXT_DIM)
+    spans = latent_frame_spans(6, 48, 4)  # the chunk starts after 48 frames of history
+    speak, listen = torch.randn(1, 72, AUDIO_DIM), torch.randn(1, 72, AUDIO_DIM)
+    early = listen.clone()
+    early[:, 5] += 3.0  # 43 frames before the chunk's first frame
+    a, _ = run_capture(net, z, LPMAudioInputs(speak, listen, spans), ctx)
+    b, _ = run_capture(net, z, LPMAudioInputs(speak, early, spans), ctx)
+    change = (a[1] - b[1]).abs().reshape(6, 16, -1).amax(dim=(1, 2))
+    assert change[0] > 0  # latent frame 0 covers frames 48..51: window 3..51 includes 5
+    late = listen.clone()
+    late[:, 71] += 3.0  # the last frame: only the last latent frame may see it
+    c, _ = run_capture(net, z, LPMAudioInputs(speak, late, spans), ctx)
+    change = (a[1] - c[1]).abs().reshape(6, 16, -1).amax(dim=(1, 2))
+    assert torch.all(change[:5] == 0) and change[5] > 0
+
+
+def test_reference_types_have_distinct_rope_slots_and_add_no_parameters():
+    cfg = LPMConfig.preset("tiny")
+    refs = EncodedReferences(
+        torch.randn(1, 16, 1, 16, 16),
+        body={v: torch.randn(1, 16, 1, 16, 16) for v in cfg.refs.body_views},
+        face={f: torch.randn(1, 16, 1, 8, 8) for f in cfg.refs.face_labels},
+    )
+    layout = refs.layout(cfg)
+    assert len(layout) == 13
+    slots = {"global": set(), "body": set(), "face": set()}
+    names = ["global"] + ["body"] * 4 + ["face"] * 8
+    for (z, slot, w0), name in zip(layout, names, strict=True):
+        slots[name].add(slot)
+    assert all(len(s) == 1 for s in slots.values())
+    assert len(set.union(*slots.values())) == 3  # three types, three temporal slots
+    assert max(set.union(*slots.values())) < cfg.refs.video_rope_offset
+    # Within a type, every reference has its own horizontal place.
+    body_offsets = [w0 for (_, s, w0) in layout if s == cfg.refs.rope_slot_body]
+    face_offsets = [w0 for (_, s, w0) in layout if s == cfg.refs.rope_slot_face]
+    assert len(set(body_offsets)) == 4 and len(set(face_offsets)) == 8
+    # The sink is built from these tokens with the trunk's own weights: no new parameters.
+    net = make_net()
+    before = sum(p.numel() for p in net.parameters())
+    sink = net.encode_sink([(z[..., :8, :8], s, w0) for z, s, w0 in layout])
+    assert sink.num_tokens == 13 * 16
+    assert sum(p.numel() for p in net.parameters()) == before
+    assert not [n for n, _ in net.named_parameters() if "ref" in n]
+
+
+def test_reference_slots_change_the_output():
+    """The same latent at another type's slot is seen differently: slots carry meaning."""
+    net = make_net()
+    zr = torch.randn(1, 16, 1, 8, 8)
+    z, ctx = torch.randn(1, 16, 2, 8, 8), torch.randn(1, 5, TEXT_DIM)
+    outs = []
+    for slot in (0, 1, 2):
+        sink = net.encode_sink([(zr, slot, 0)])
+        with torch.no_grad():
+            outs.append(net(z, torch.full((1, 2), 0.5), sink=sink, frame_pos=torch.arange(2) + 4,
+                            context=ctx))
+    assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[1], outs[2])
+
+
+def test_custom_face_labels_fill_free_places():
+    cfg = LPMConfig.preset("tiny").refs
+    order = face_slot_order(["smile", "wink", "neutral"], cfg)
+    assert dict(order)["neutral"] == 0 and dict(order)["smile"] == 1
+    assert dict(order)["wink"] == 2  # first place not taken by a known label
+    assert len({i for _, i in order}) == 3
+
+
+def test_patchify_roundtrip():
+    net = make_net()
+    z = torch.randn(2, 16, 3, 8, 12)
+    x, grid = net.patchify(z)
+    assert x.shape == (2, 3 * 4 * 6, 64) and grid == (3, 4, 6)
+    # unpatchify inverts the token layout of a (1,2,2) patch head output
+    tokens = torch.from_numpy(np.arange(2 * 72 * 64, dtype=np.float32)).view(2, 72, 64)
+    assert net.unpatchify(tokens, grid).shape == (2, 16, 3, 8, 12)
