@@ -46,7 +46,7 @@ class ServiceRuntime:
         interceptors = [
             *setup_opentelemetry(name, settings.otlp_endpoint),
             MetricsInterceptor(self.metrics),
-            AuthInterceptor(ApiKeyVerifier(db)),
+            AuthInterceptor(ApiKeyVerifier(db, settings.auth_cache_s)),
         ]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=name),

@@ -68,6 +68,7 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str = ""  # empty: no OpenTelemetry export at all
     shutdown_grace_s: float = 10.0  # in-flight calls get this long to finish on SIGTERM
     max_workers: int = 32
+    auth_cache_s: float = 10.0  # a revoked key stops working within this long
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> ServiceSettings:

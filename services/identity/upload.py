@@ -96,13 +96,13 @@ def read_upload(
                     f"{current.size} bytes"
                 )
             current = _PendingImage(msg.image, limits)
-            if current.slot in slots:
-                raise BadReference(f"{current.slot}: sent twice")
-            slots.add(current.slot)
             done.append(current)
             if len(done) > max_images:
                 raise BadReference(f"at most {max_images} image(s) per request")
-            _check_counts(slots, limits)
+            _check_counts([p.slot for p in done], limits)
+            if current.slot in slots:
+                raise BadReference(f"{current.slot}: sent twice")
+            slots.add(current.slot)
         elif part == "chunk":
             if current is None:
                 raise BadReference("image bytes sent before any `image` start")
@@ -118,7 +118,7 @@ def read_upload(
     return header, [p.finish(limits) for p in done]
 
 
-def _check_counts(slots: set[Slot], limits: ReferenceLimits) -> None:
+def _check_counts(slots: list[Slot], limits: ReferenceLimits) -> None:
     body = sum(s.kind == "body" for s in slots)
     face = sum(s.kind == "face" for s in slots)
     if body > limits.max_body:
