@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from model_core.dit import LPMAudioInputs, LPMTransformer, latent_frame_spans
+from model_core.dit import LPMAudioInputs, LPMSink, LPMTransformer, latent_frame_spans
 from model_core.flow import predict_x0
 from model_core.kv_cache import SinkWindowKVCache
 from model_core.references import EncodedReferences
@@ -77,12 +77,16 @@ class AudioFeatureHistory:
         return out
 
 
+def _empty_sink(sink: LPMSink) -> LPMSink:
+    return LPMSink([k[:, :0] for k in sink.k], [v[:, :0] for v in sink.v])
+
+
 class OnlineStream:
     """One conversation's state: sink, KV window, audio history, VAE decode cache."""
 
     def __init__(self, model: LPMModel, refs: EncodedReferences, context: torch.Tensor,
                  context_mask: torch.Tensor | None, *, seed: int = 0,
-                 window_chunks: int | None = -1):
+                 window_chunks: int | None = -1, keep_sink: bool = True):
         cfg = model.cfg
         self.model, self.cfg = model, cfg
         self.fps = cfg.video.fps
@@ -103,6 +107,10 @@ class OnlineStream:
             self.decoder = model.vae.stream_decoder()
             self.decoder.push(refs.global_latent)  # latent frame 0: primes the causal cache
         hist = max(cfg.dit.speak_window[0], cfg.dit.listen_window[0])
+        # Ablation: without an attention sink the references are an ordinary first entry of
+        # the window and are evicted with it once the window has moved past them.
+        self.keep_sink = keep_sink
+        self._window = window
         self.speak_audio = AudioFeatureHistory(model, hist)
         self.listen_audio = AudioFeatureHistory(model, hist)
         self.history = hist
@@ -134,6 +142,9 @@ class OnlineStream:
     def backbone(self, audio: ChunkAudio) -> torch.Tensor:
         """Denoise this chunk with the Backbone, then refill the KV cache from its output."""
         net: LPMTransformer = self.model.backbone
+        if not self.keep_sink and self._window is not None and self.index >= self._window:
+            self.cache.sink = _empty_sink(self.cache.sink)
+            self.refiner_sink = _empty_sink(self.refiner_sink)
         frame_pos = self.cache.current_frame_pos()
         prefix = self.cache.prefix(net.rope.tables)
         aud = self._audio_inputs(audio)

@@ -111,11 +111,13 @@ class LPMPipeline:
 
     # -- Online ------------------------------------------------------------------------------------
     def start_stream(self, refs: ReferenceImages | EncodedReferences, text: str | None = None,
-                     seed: int = 0, window_chunks: int | None = -1) -> OnlineStream:
-        """window_chunks: -1 = the config's window; None = keep all history (naive baseline)."""
+                     seed: int = 0, window_chunks: int | None = -1,
+                     keep_sink: bool = True) -> OnlineStream:
+        """window_chunks: -1 = the config's window; None = keep all history (naive baseline).
+        keep_sink=False is the no-attention-sink ablation (references get evicted)."""
         ctx, mask = self.encode_text(text)
         return OnlineStream(self.model, self._encoded(refs), ctx, mask, seed=seed,
-                            window_chunks=window_chunks)
+                            window_chunks=window_chunks, keep_sink=keep_sink)
 
     # -- Base ------------------------------------------------------------------------------------
     @torch.no_grad()

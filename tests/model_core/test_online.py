@@ -1,0 +1,80 @@
+"""The Online stream through the real pipeline: causality, determinism, bounded state."""
+
+import numpy as np
+import pytest
+
+from model_core.pipeline import LPMPipeline, ReferenceImages
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return LPMPipeline.build("tiny", seed=0, with_base=False)
+
+
+@pytest.fixture(scope="module")
+def refs():
+    rng = np.random.default_rng(1)
+    return ReferenceImages(
+        rng.integers(0, 255, (128, 128, 3), dtype=np.uint8),
+        body={"front": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)},
+        face={"smile": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)},
+    )
+
+
+def audio(seed: int, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.2 * rng.standard_normal(16000)).astype(np.float32) for _ in range(n)]
+
+
+def run(pipe, refs, speak, listen, texts=None, **kw):
+    stream = pipe.start_stream(refs, text="a calm host", seed=3, **kw)
+    out = []
+    for i, (s, li) in enumerate(zip(speak, listen, strict=True)):
+        if texts and i in texts:
+            stream.set_text(*pipe.encode_text(texts[i]))
+        out.append(stream.push(s, li).frames)
+    return out, stream
+
+
+def test_future_audio_and_text_never_change_past_chunks(pipe, refs):
+    speak, listen = audio(1, 3), audio(2, 3)
+    base, _ = run(pipe, refs, speak, listen)
+    speak2, listen2 = list(speak), list(listen)
+    speak2[2], listen2[2] = audio(9, 1)[0], audio(10, 1)[0]
+    changed, _ = run(pipe, refs, speak2, listen2, texts={2: "an angry pirate shouting"})
+    for k in range(2):
+        assert np.array_equal(base[k], changed[k]), f"chunk {k} changed"
+    assert not np.array_equal(base[2], changed[2])
+
+
+def test_chunks_are_24_frames_and_deterministic(pipe, refs):
+    speak, listen = audio(1, 2), audio(2, 2)
+    a, _ = run(pipe, refs, speak, listen)
+    b, _ = run(pipe, refs, speak, listen)
+    assert all(f.shape == (24, 128, 128, 3) and f.dtype == np.uint8 for f in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_stream_state_is_bounded(pipe, refs):
+    speak, listen = audio(1, 5), audio(2, 5)
+    _, stream = run(pipe, refs, speak, listen)
+    w = pipe.config.online.window_chunks
+    assert len(stream.cache) == w
+    assert int(stream.cache.current_frame_pos().max()) < (
+        pipe.config.refs.video_rope_offset + (w + 1) * pipe.config.latent_frames_per_chunk
+    )
+
+
+def test_push_rejects_wrong_lengths(pipe, refs):
+    stream = pipe.start_stream(refs)
+    with pytest.raises(ValueError, match="16000 samples"):
+        stream.push(np.zeros(8000, np.float32), np.zeros(16000, np.float32))
+
+
+def test_no_sink_ablation_evicts_references(pipe, refs):
+    speak, listen = audio(1, 4), audio(2, 4)
+    a, _ = run(pipe, refs, speak, listen)
+    b, stream = run(pipe, refs, speak, listen, keep_sink=False)
+    w = pipe.config.online.window_chunks
+    assert all(np.array_equal(a[k], b[k]) for k in range(w))  # identical while refs in window
+    assert stream.cache.sink.num_tokens == 0 and not np.array_equal(a[-1], b[-1])
