@@ -224,7 +224,7 @@ def _lpm_17b() -> LPMConfig:
             dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, cond_dim=20,
             image_context_dim=0,
         ),
-        online=OnlineConfig(window_chunks=3, refiner_layers=2),
+        online=OnlineConfig(window_chunks=3, refiner_layers=1),
     )
 
 
