@@ -50,7 +50,9 @@ class ServiceHttpServer:
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
 
     @staticmethod
     def _reply(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str = "text/plain"):

@@ -157,4 +157,4 @@ def set_checksum(items: Iterable[tuple[Slot, str]]) -> str:
 def decode_rgb(data: bytes) -> np.ndarray:
     """uint8 (H, W, 3) RGB, the model core's image convention."""
     with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        return np.array(img.convert("RGB"), dtype=np.uint8)
