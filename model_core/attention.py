@@ -39,6 +39,9 @@ def masked_attention(
     return out.transpose(1, 2)
 
 
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
 def split_attention(
     parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]],
 ) -> torch.Tensor:
@@ -48,6 +51,9 @@ def split_attention(
     (Nq, Nk_i) bool or None. This is how video queries see the reference sink at a fixed
     temporal distance while seeing other video tokens at their true relative distance.
     """
+    parts = [p for p in parts if p[1].shape[1] > 0]
+    if _FLASH_CPU is not None and all(p[3] is None and p[0].device.type == "cpu" for p in parts):
+        return _merged_flash_attention(parts)
     scale = 1.0 / math.sqrt(parts[0][0].shape[-1])
     scores, values = [], []
     for q, k, v, mask in parts:
@@ -58,6 +64,22 @@ def split_attention(
         values.append(v)
     p = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
     return torch.einsum("bhqk,bkhd->bqhd", p, torch.cat(values, dim=1))
+
+
+def _merged_flash_attention(parts) -> torch.Tensor:
+    """Unmasked groups on CPU: fused attention per group, merged by their log-sum-exps
+    (exactly the joint softmax, without materialising the score matrices)."""
+    outs, lses = [], []
+    for q, k, v, _ in parts:
+        o, lse = _FLASH_CPU(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))[:2]
+        outs.append(o)
+        lses.append(lse)
+    if len(outs) == 1:
+        return outs[0].transpose(1, 2)
+    lse = torch.stack(lses)
+    w = torch.softmax(lse, dim=0)  # each group's share of the joint normaliser
+    out = sum(o * wi[..., None] for o, wi in zip(outs, w, strict=True))
+    return out.transpose(1, 2)
 
 
 class LPMSelfAttention(nn.Module):
