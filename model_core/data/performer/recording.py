@@ -189,11 +189,11 @@ class _Mp4Writer:
 
     def add_audio(self, tracks: list[np.ndarray]) -> None:
         for stream, pcm in zip(self.a, tracks):
-            data = (np.clip(pcm, -1, 1) * 32767).astype(np.int16)
+            data = np.ascontiguousarray(np.clip(pcm, -1, 1), dtype=np.float32)
             hop = 1024
             for i in range(0, len(data), hop):
                 chunk = data[i : i + hop][None, :]
-                fr = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+                fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
                 fr.sample_rate = SAMPLE_RATE
                 fr.pts = i
                 for pkt in stream.encode(fr):
