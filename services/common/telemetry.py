@@ -7,6 +7,7 @@ provider is installed and the instrumentation costs nothing.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -60,19 +61,33 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     def _timed(self, method: str, behavior: Callable) -> Callable:
         m = self._m
 
-        def timed(request_or_iterator, context):
-            start = time.perf_counter()
-            code = "OK"
+        def record(context, start: float, failed: bool) -> None:
+            code = _code_name(context) or ("UNKNOWN" if failed else "OK")
+            m.rpc_handled.labels(m.service, method, code).inc()
+            m.rpc_seconds.labels(m.service, method).observe(time.perf_counter() - start)
+
+        def streamed(gen, context, start):
+            # A server-streaming call ends when its generator does, not when it is returned.
+            failed = False
             try:
-                return behavior(request_or_iterator, context)
-            except Exception:
-                code = _code_name(context) or "UNKNOWN"
+                yield from gen
+            except BaseException:
+                failed = True
                 raise
             finally:
-                if code == "OK":
-                    code = _code_name(context) or "OK"
-                m.rpc_handled.labels(m.service, method, code).inc()
-                m.rpc_seconds.labels(m.service, method).observe(time.perf_counter() - start)
+                record(context, start, failed)
+
+        def timed(request_or_iterator, context):
+            start = time.perf_counter()
+            try:
+                result = behavior(request_or_iterator, context)
+            except BaseException:
+                record(context, start, True)
+                raise
+            if inspect.isgenerator(result):
+                return streamed(result, context, start)
+            record(context, start, False)
+            return result
 
         return timed
 
