@@ -190,12 +190,12 @@ def curate(in_url: str, out_url: str, opts: CurateOptions | None = None,
     opts = opts or CurateOptions()
     try:
         in_store = open_store(in_url, client=s3_client)
+        keys = find_recordings(in_store)
+        if not keys:
+            raise CurationInputError(f"no recordings (*.mp4) in {in_url}")
         out_store = open_store(out_url, create=True, client=s3_client)
     except StoreError as e:
         raise CurationInputError(str(e)) from e
-    keys = find_recordings(in_store)
-    if not keys:
-        raise CurationInputError(f"no recordings (*.mp4) in {in_url}")
     out_store.clean_partial()
     embedder = TextEmbedder()
     processed, skipped, errors = [], [], {}

@@ -41,23 +41,29 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
 
 
-def subject_mask(img: np.ndarray, threshold: float) -> np.ndarray:
-    """Foreground mask from a robust linear-in-y background fit of the border columns."""
-    h, w, _ = img.shape
-    ys = np.arange(h, dtype=np.float32)
-    border = np.concatenate([img[:, :3], img[:, -3:]], axis=1).astype(np.float32)  # (h, 6, 3)
-    yy = np.repeat(ys, 6)
-    vals = border.reshape(-1, 3)
-    keep = np.ones(len(yy), bool)
-    bg = np.zeros((h, 3), np.float32)
+def _fit_line(ys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, float]:
+    """Robust per-channel colour = a*y + b fit; returns coefficients and the residual spread."""
+    keep = np.ones(len(ys), bool)
+    coef = np.zeros((2, 3), np.float32)
     for _ in range(3):
-        A = np.stack([yy[keep], np.ones(keep.sum())], 1)
+        A = np.stack([ys[keep], np.ones(int(keep.sum()))], 1)
         coef, *_ = np.linalg.lstsq(A, vals[keep], rcond=None)
-        pred = np.stack([yy, np.ones_like(yy)], 1) @ coef
-        resid = np.abs(vals - pred).max(axis=1)
+        resid = np.abs(vals - np.stack([ys, np.ones_like(ys)], 1) @ coef).max(axis=1)
         keep = resid < max(12.0, float(np.percentile(resid, 50)) * 2)
         if keep.sum() < 8:
             break
+    return coef, float(np.percentile(resid, 75))
+
+
+def subject_mask(img: np.ndarray, threshold: float) -> np.ndarray:
+    """Foreground mask from a robust linear-in-y background fit of a border: the left or the
+    right three columns, whichever the wall explains better (the subject may touch one)."""
+    h, w, _ = img.shape
+    ys = np.arange(h, dtype=np.float32)
+    yy = np.repeat(ys, 3)
+    fits = [_fit_line(yy, img[:, cols].astype(np.float32).reshape(-1, 3))
+            for cols in (slice(0, 3), slice(w - 3, w))]
+    coef = min(fits, key=lambda f: f[1])[0]
     bg = np.stack([ys, np.ones_like(ys)], 1) @ coef
     diff = np.abs(img.astype(np.float32) - bg[:, None, :]).max(axis=2)
     return diff > threshold
@@ -128,22 +134,23 @@ def assess_shot(frames: np.ndarray, cfg: QualityConfig) -> dict:
         "subject_box": [round(v, 1) for v in subject] if subject else None,
     }
     reason = None
+    touches = subject is not None and (subject[0] < 2 or subject[2] > w - 2)
+    cx = (subject[0] + subject[2]) / 2 if subject else w / 2
     if n < cfg.min_frames:
         reason = "too_short"
+    elif subject is not None and m["subject_area"] > 0.02 and touches and (
+            cx < cfg.offframe_center * w or cx > (1 - cfg.offframe_center) * w):
+        reason = "offframe"  # part of someone at the side edge
     elif subject is None or m["subject_area"] < cfg.min_subject_area:
         reason = "nosubject"
-    else:
-        cx = (subject[0] + subject[2]) / 2
-        touches = subject[0] < 2 or subject[2] > w - 2
-        if (touches and (cx < cfg.offframe_center * w or cx > (1 - cfg.offframe_center) * w)) \
-                or subject[1] > cfg.offframe_top * h:
-            reason = "offframe"
-        elif m["noise"] > cfg.max_noise:
-            reason = "noise"
-        elif m["blockiness"] > cfg.max_blockiness:
-            reason = "compression"
-        elif m["sharpness"] < cfg.min_sharpness:
-            reason = "blur"
+    elif subject[1] > cfg.offframe_top * h:
+        reason = "offframe"  # a body without a head: framed too low
+    elif m["noise"] > cfg.max_noise:
+        reason = "noise"
+    elif m["blockiness"] > cfg.max_blockiness:
+        reason = "compression"
+    elif m["sharpness"] < cfg.min_sharpness:
+        reason = "blur"
     m["reason"] = reason
     if reason is None:
         m["crop"] = crop_box(subject, h, w)

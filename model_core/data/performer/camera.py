@@ -98,7 +98,7 @@ def shot_camera(shot: Shot, setup: Setup, frame: int, size: int) -> Camera:
     if shot.defect == "offframe":
         # Most of the subject outside the frame: head centre beyond an edge.
         side = 1 if setup.background % 2 else -1
-        cx = size * (0.5 + side * (0.52 + 0.25 * shot.defect_strength))
+        cx = size * (0.5 + side * (0.42 + 0.2 * shot.defect_strength))
         cy = cy - size * 0.05
     return Camera(scale=scale, cx=cx, cy=cy)
 

@@ -171,6 +171,9 @@ class CharacterRenderer:
         cv.ellipse(x, top, sw, 2.75 * s, self.cloth)
         front = math.cos(body_yaw) > 0
         if not front:
+            # Seen from behind: the back collar seam and shoulder-blade shading.
+            cv.ellipse(x, y + 1.8 * s, 0.55 * s, 0.16 * s, self.cloth * 0.7)
+            cv.ellipse(x, y + 3.2 * s, 0.55 * sw, 0.9 * s, self.cloth * 0.88, alpha=0.6)
             return
         off = math.sin(body_yaw) * 0.5 * s
         if c.clothing_style == "stripes":
@@ -282,8 +285,10 @@ class CharacterRenderer:
             if d > 0.25:
                 self._ear(cv, ex, ey, w, h, roll, d)
         if back:
-            if c.hair_style not in ("bald",):
+            if c.hair_style != "bald":
                 cv.ellipse(hx, hy - 0.05 * h, 1.04 * w, 1.02 * h, self.hair, angle=roll)
+            else:
+                cv.ellipse(hx, hy + 0.55 * h, 0.55 * w, 0.35 * h, self.skin_dark, alpha=0.5)
             self._draw_accessory_top(cv, hx, hy, w, h, roll, at)
             return
         f = self._face(cv, pose, w, h, s, roll, at)
