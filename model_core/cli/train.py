@@ -1,0 +1,162 @@
+"""`lpm train STAGE`: one curriculum stage; `lpm train all`: the whole curriculum.
+
+lpm train base --preset tiny --data out/data --init out/ckpt/vae/final --out out/ckpt/base
+lpm train all --preset tiny --work out/train --ship model_core/assets/checkpoints/tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from model_core.cli.errors import UsageError
+
+STAGE_NAMES = ("vae", "base", "ode", "dmd-off", "dmd-on", "refiner", "dpo")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a curriculum stage (or all of them)",
+        description="Train one stage of the LPM curriculum, or `all` of them in order.",
+    )
+    p.add_argument("stage", metavar="STAGE", help=f"{', '.join(STAGE_NAMES)} or all")
+    p.add_argument("--preset", default="tiny", help="model preset (default tiny)")
+    p.add_argument(
+        "--data",
+        help="curated shards, a `lpm data synth` folder, s3://..., or "
+        "'synthetic' (built-in toy clips)",
+    )
+    p.add_argument("--out", help="checkpoint folder or s3://bucket/prefix (one stage)")
+    p.add_argument("--init", help="checkpoint the stage starts from (the previous stage's final/)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the tiny recipe's)")
+    p.add_argument("--batch", type=int, help="batch size (default: the tiny recipe's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the tiny recipe's)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="N")
+    p.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (0 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="objective option, e.g. beta=500 (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("all")
+    g.add_argument("--work", help="work folder of `all` (data, checkpoints, report)")
+    g.add_argument(
+        "--synth-minutes",
+        type=float,
+        default=8.0,
+        help="minutes of performer footage `all` synthesizes (default 8)",
+    )
+    g.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every stage's steps (e.g. 0.02 for a smoke run)",
+    )
+    g.add_argument("--ship", help="write the final model here as float16")
+    g.add_argument("--stages", help="comma-separated subset of stages for `all`")
+    p.set_defaults(func=run, _prog=p.prog)
+
+
+def _options(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option needs KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stage not in (*STAGE_NAMES, "all"):
+        raise UsageError(
+            f"unknown stage {args.stage!r}; choose from {', '.join(STAGE_NAMES)} or all"
+        )
+    from model_core.config import PRESETS
+
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+    for name in ("steps", "batch", "checkpoint_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    options = _options(args.option)
+    if args.stage == "all":
+        return _run_all(args)
+    if not args.out:
+        raise UsageError("--out is required (a folder or s3://bucket/prefix)")
+    if not args.data:
+        raise UsageError("--data is required (a data folder, s3://..., or 'synthetic')")
+    if args.data not in ("synthetic",) and not args.data.startswith("s3://"):
+        from pathlib import Path
+
+        if not Path(args.data).is_dir():
+            raise UsageError(f"--data {args.data}: no such folder")
+    from model_core.train.config import TINY_CURRICULUM, TrainConfig
+    from model_core.train.loop import train
+
+    recipe = TINY_CURRICULUM[args.stage]
+    tc = TrainConfig(
+        stage=args.stage,
+        out=args.out,
+        data=args.data,
+        init=args.init,
+        preset=args.preset,
+        steps=args.steps or recipe["steps"],
+        batch=args.batch or recipe["batch"],
+        lr=args.lr or recipe["lr"],
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        ema=args.ema if args.ema is not None else recipe.get("ema", 0.0),
+        options=recipe.get("options", {}) | options,
+        progress=not args.no_progress,
+    )
+    if args.init is None and args.stage != "vae":
+        print(
+            f"lpm train {args.stage}: note: no --init, starting from random weights",
+            file=sys.stderr,
+        )
+    summary = train(tc)
+    print(json.dumps(summary))
+    return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    if not args.work:
+        raise UsageError("`all` needs --work DIR (data, checkpoints and report go there)")
+    if args.scale <= 0:
+        raise UsageError("--scale must be positive")
+    from model_core.train.curriculum import run_curriculum
+
+    stages = None
+    if args.stages:
+        stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+        bad = [s for s in stages if s not in STAGE_NAMES]
+        if bad:
+            raise UsageError(f"unknown stage {bad[0]!r} in --stages")
+    report = run_curriculum(
+        args.work,
+        args.preset,
+        data=args.data,
+        synth_minutes=args.synth_minutes,
+        scale=args.scale,
+        stages=stages,
+        ship=args.ship,
+        progress=not args.no_progress,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(json.dumps(report))
+    return 0

@@ -1,0 +1,51 @@
+"""Typed settings of one training run (one stage), and each stage's defaults for `tiny`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    out: str  # checkpoint folder or s3://bucket/prefix
+    data: str = "synthetic"  # curated shards, a `lpm data synth` folder, or "synthetic"
+    init: str | None = None  # checkpoint folder (or s3:// prefix) the stage starts from
+    preset: str = "tiny"
+    steps: int = 100
+    batch: int = 2
+    lr: float = 1e-4
+    warmup: int = 10
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema: float = 0.0  # EMA decay of the trainable weights; 0 = off
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    seed: int = 0
+    resume: bool = False
+    max_minutes: float | None = None  # stop (checkpointed, finalized) when the budget is spent
+    clip_seconds: int = 3  # seconds per cached latent window (stages crop what they need)
+    max_windows: int = 256  # windows encoded into the latent cache
+    max_recordings: int | None = None
+    latent_cache: str | None = None  # where the latent cache lives (default: <work>/latents.pt)
+    work_dir: str | None = None  # local scratch (log, cache) when `out` is on S3
+    progress: bool = True
+    options: dict[str, Any] = field(default_factory=dict)  # objective-specific
+
+    def replace(self, **kw) -> TrainConfig:
+        return dataclasses.replace(self, **kw)
+
+
+# The `tiny` curriculum: steps, batch and learning rate per stage, sized so that all stages
+# together fit in about two hours of a 2-core CPU shared with other work (docs/training.md).
+TINY_CURRICULUM: dict[str, dict[str, Any]] = {
+    "vae": dict(steps=600, batch=2, lr=5e-4, options={"frames": 9}),
+    "base": dict(steps=1200, batch=4, lr=3e-4, ema=0.0),
+    "ode": dict(steps=300, batch=2, lr=1e-4, options={"ode_steps": 8}),
+    "dmd-off": dict(steps=150, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "dmd-on": dict(steps=100, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "refiner": dict(steps=300, batch=4, lr=2e-4),
+    "dpo": dict(steps=60, batch=2, lr=5e-6, options={"beta": 500.0}),
+}

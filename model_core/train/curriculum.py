@@ -1,0 +1,139 @@
+"""`lpm train all`: the whole curriculum, from synthetic footage to the shipped checkpoint.
+
+    data synth -> (curate) -> vae -> base -> ode -> dmd-off -> dmd-on -> refiner -> dpo -> ship
+
+Each stage starts from the previous stage's `final/` checkpoint and writes its own folder
+under `<work>/ckpt/<stage>`; a finished stage (its `final/stage.json` exists) is skipped and an
+interrupted one resumes from its last checkpoint, so re-running the command continues where
+it stopped. Per-stage summaries (steps, wall time, first and last loss) accumulate in
+`<work>/curriculum.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from model_core.train.config import TINY_CURRICULUM, TrainConfig
+from model_core.train.objectives import STAGES
+
+# Minutes each stage may take in the tiny recipe (sum about 110); steps stop there.
+TINY_MINUTES = {
+    "vae": 14,
+    "base": 36,
+    "ode": 14,
+    "dmd-off": 14,
+    "dmd-on": 12,
+    "refiner": 10,
+    "dpo": 8,
+}
+
+
+def synthesize_data(out: Path, minutes: float, seed: int = 0, log=print) -> Path:
+    """`lpm data synth` through the data package (skips recordings already on disk)."""
+    from model_core.data.performer.synth import SynthPlan, synthesize
+
+    log(f"[synth] {minutes} min of performer footage -> {out}")
+    summary = synthesize(SynthPlan(out=out, minutes=minutes, seed=seed))
+    log(f"[synth] {json.dumps(summary)}")
+    return out
+
+
+def curate_data(raw: Path, out: Path, log=print) -> Path:
+    """The data engineer's curation when it is installed; otherwise train on the raw synth
+    folder, whose windows `RecordingClipSource` filters with the ground truth."""
+    try:
+        from model_core.data.curation.pipeline import curate  # type: ignore[import-not-found]
+    except ImportError:
+        log(
+            "[curate] curation pipeline not available: training on raw recordings, "
+            "filtered by ground truth"
+        )
+        return raw
+    log(f"[curate] {raw} -> {out}")
+    curate(raw, out)
+    return out
+
+
+def run_curriculum(
+    work: str | Path,
+    preset: str = "tiny",
+    data: str | None = None,
+    synth_minutes: float = 8.0,
+    scale: float = 1.0,
+    minutes: dict[str, float] | None = None,
+    stages: list[str] | None = None,
+    ship: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    from model_core.train.loop import train
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    report_path = work / "curriculum.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"stages": {}}
+    if data is None:
+        t0 = time.perf_counter()
+        raw = synthesize_data(work / "data", synth_minutes, log=log)
+        data = str(curate_data(raw, work / "curated", log=log))
+        report.setdefault("data_s", round(time.perf_counter() - t0, 1))
+    report |= {"preset": preset, "data": data, "scale": scale}
+    budget = minutes if minutes is not None else TINY_MINUTES
+    init = None
+    for stage in stages or list(STAGES):
+        out = work / "ckpt" / stage
+        done = out / "final" / "stage.json"
+        if done.exists():
+            log(f"[{stage}] done already: {json.loads(done.read_text())['steps']} steps")
+            init = str(out / "final")
+            continue
+        recipe = TINY_CURRICULUM[stage]
+        tc = TrainConfig(
+            stage=stage,
+            out=str(out),
+            data=data,
+            init=init,
+            preset=preset,
+            steps=max(2, int(recipe["steps"] * scale)),
+            batch=recipe["batch"],
+            lr=recipe["lr"],
+            ema=recipe.get("ema", 0.0),
+            options=dict(recipe.get("options", {})),
+            checkpoint_every=max(1, min(50, int(recipe["steps"] * scale) // 4)),
+            resume=True,
+            max_minutes=budget.get(stage),
+            progress=progress,
+            latent_cache=str(work / "latents.pt"),
+            max_windows=recipe.get("windows", 256),
+        )
+        log(
+            f"[{stage}] {tc.steps} steps, batch {tc.batch}, lr {tc.lr}, "
+            f"budget {tc.max_minutes} min, init {init}"
+        )
+        summary = train(tc)
+        log(f"[{stage}] {json.dumps(summary)}")
+        report["stages"][stage] = summary
+        report_path.write_text(json.dumps(report, indent=1))
+        init = str(out / "final")
+    if ship is not None and init is not None:
+        report["shipped"] = ship_checkpoint(init, ship, log=log)
+        report_path.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def ship_checkpoint(src: str | Path, dest: str | Path, log=print) -> dict[str, Any]:
+    """The final model as float16 safetensors, loadable by `LPMPipeline.load`."""
+    import torch
+
+    from model_core.pipeline import LPMPipeline
+
+    pipe = LPMPipeline.load(src)
+    pipe.version = f"{pipe.config.name}-trained"
+    path = pipe.save(dest, dtype=torch.float16)
+    size = sum(f.stat().st_size for f in Path(path).iterdir())
+    log(f"[ship] {path} ({size / 2**20:.1f} MiB)")
+    return {"path": str(path), "bytes": size}

@@ -1,0 +1,391 @@
+"""Training data as the trainer sees it: clips of whole seconds with both voice tracks, a
+caption and the identity's reference set, from any `ClipSource`.
+
+Sources:
+- `RecordingClipSource`: a `lpm data synth` folder (`raw/*.mp4` + ground truth,
+  `identities/*.refs.npz`); windows that cross a cut or dissolve, contain a planted defect or
+  lose the subject are skipped, which is what curation would drop.
+- `ShardClipSource`: the data engineer's curated shards (`model_core.data.shards`), when present.
+- `SyntheticClipSource`: smooth moving blobs with a tone, tiny and in memory (tests).
+
+Every DiT stage works on VAE latents, so `LatentCache.build` encodes each window once with
+the trained VAE (the clip is primed with the global reference image as latent frame 0,
+exactly as an Online stream is) and the stages sample batches from memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from model_core.config import LPMConfig
+from model_core.references import EncodedReferences, ReferenceImages
+
+AUDIO_CONTEXT_SECONDS = 3  # left audio context: the listening window (2 s) + encoder field (1 s)
+
+
+@dataclass
+class TrainClip:
+    frames: np.ndarray  # uint8 (T, H, W, 3), T = whole seconds of video
+    speak: np.ndarray  # float32 pcm: AUDIO_CONTEXT_SECONDS of left context, then the clip's
+    listen: np.ndarray
+    caption: str
+    identity: str
+
+
+class ClipSource(Protocol):
+    def windows(self, seconds: int) -> list[tuple[int, int]]:
+        """(recording index, first frame) of every usable window of `seconds`."""
+
+    def clip(self, window: tuple[int, int], seconds: int) -> TrainClip: ...
+
+    def references(self, identity: str) -> ReferenceImages: ...
+
+
+def _with_context(pcm: np.ndarray, start: int, stop: int, sr: int) -> np.ndarray:
+    """pcm[start - context : stop], zero-padded before the recording begins."""
+    ctx = AUDIO_CONTEXT_SECONDS * sr
+    a = start - ctx
+    out = pcm[max(a, 0) : stop].astype(np.float32)
+    return np.pad(out, (max(-a, 0), stop - start + ctx - max(-a, 0) - len(out)))
+
+
+def caption_from_ground_truth(gt: list[dict]) -> str:
+    """A short caption from the performer's per-frame truth (what curation's captioner says)."""
+    states = [g.get("state", "silent") for g in gt]
+    state = max(set(states), key=states.count)
+    exprs = [g.get("expression", "neutral") for g in gt]
+    expr = max(set(exprs), key=exprs.count)
+    gestures = {g.get("gesture") for g in gt} - {None, "none", ""}
+    words = {"speaking": "speaks", "listening": "listens", "silent": "waits quietly"}
+    text = f"a {expr} character {words.get(state, state)}"
+    return text + (f" and {sorted(gestures)[0].replace('_', ' ')}s" if gestures else "")
+
+
+class RecordingClipSource:
+    """Windows of raw performer recordings, skipping what curation would drop."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        max_recordings: int | None = None,
+        fps: int = 24,
+        sample_rate: int = 16000,
+    ):
+        from model_core.data.curation.source import load_recording
+
+        self.root, self.fps, self.sr = Path(root), fps, sample_rate
+        paths = sorted((self.root / "raw").glob("*.mp4"))[:max_recordings]
+        if not paths:
+            raise FileNotFoundError(f"{self.root}: no raw/*.mp4 recordings (run `lpm data synth`)")
+        self.recordings = [load_recording(p) for p in paths]
+        self._refs: dict[str, ReferenceImages] = {}
+
+    def _usable(self, gt: list[dict] | None, a: int, b: int) -> bool:
+        if gt is None:
+            return True
+        win = gt[a:b]
+        return (
+            all(
+                g.get("visible", True)
+                and not g.get("defects")
+                and (g.get("transition") is None or i == 0)
+                for i, g in enumerate(win)
+            )
+            and len({g.get("shot") for g in win}) == 1
+        )
+
+    def windows(self, seconds: int) -> list[tuple[int, int]]:
+        n = seconds * self.fps
+        out = []
+        for r, rec in enumerate(self.recordings):
+            for start in range(0, rec.num_frames - n + 1, self.fps // 2):
+                if self._usable(rec.gt, start, start + n):
+                    out.append((r, start))
+        return out
+
+    def clip(self, window: tuple[int, int], seconds: int) -> TrainClip:
+        r, start = window
+        rec = self.recordings[r]
+        stop = start + seconds * self.fps
+        a, b = start * self.sr // self.fps, stop * self.sr // self.fps
+        caption = caption_from_ground_truth(rec.gt[start:stop]) if rec.gt else ""
+        return TrainClip(
+            rec.frames[start:stop],
+            _with_context(rec.character, a, b, self.sr),
+            _with_context(rec.partner, a, b, self.sr),
+            caption,
+            rec.identity,
+        )
+
+    def references(self, identity: str) -> ReferenceImages:
+        if identity not in self._refs:
+            z = np.load(self.root / "identities" / f"{identity}.refs.npz")
+            body = {k[6:]: z[k] for k in z.files if k.startswith("body__")}
+            face = {k[6:]: z[k] for k in z.files if k.startswith("face__")}
+            self._refs[identity] = ReferenceImages(z["global"], body, face)
+        return self._refs[identity]
+
+
+class SyntheticClipSource:
+    """Smooth coloured blobs whose size follows a tone's loudness: tiny, deterministic, for
+    tests and smoke runs (it has a learnable audio -> motion relation)."""
+
+    def __init__(self, cfg: LPMConfig, identities: int = 2, seconds_each: int = 3, seed: int = 0):
+        self.cfg, self.seconds_each = cfg, seconds_each
+        rng = np.random.default_rng(seed)
+        self.colors = rng.uniform(40, 220, size=(identities, 2, 3))
+
+    def _frame(self, ident: int, t: float, loud: float) -> np.ndarray:
+        h, w = self.cfg.video.height, self.cfg.video.width
+        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+        cx, cy = 0.5 + 0.15 * math.sin(t * 2.0), 0.45
+        rad = 0.15 + 0.15 * loud
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * rad**2))[..., None]
+        bg, fg = self.colors[ident]
+        return (bg * (1 - blob) + fg * blob).astype(np.uint8)
+
+    def _loudness(self, ident: int, t: np.ndarray) -> np.ndarray:
+        return 0.5 + 0.5 * np.sin(2 * math.pi * (0.7 + 0.3 * ident) * t)
+
+    def windows(self, seconds: int) -> list[tuple[int, int]]:
+        fps = self.cfg.video.fps
+        n = len(self.colors)
+        return [(i, s * fps) for i in range(n) for s in range(self.seconds_each - seconds + 1)]
+
+    def clip(self, window: tuple[int, int], seconds: int) -> TrainClip:
+        ident, start = window
+        fps, sr = self.cfg.video.fps, self.cfg.audio.sample_rate
+        t = (start + np.arange(seconds * fps)) / fps
+        loud = self._loudness(ident, t)
+        frames = np.stack([self._frame(ident, ti, li) for ti, li in zip(t, loud, strict=True)])
+        ts = (start * sr // fps + np.arange(-AUDIO_CONTEXT_SECONDS * sr, seconds * sr)) / sr
+        env = self._loudness(ident, ts) * (ts >= 0)
+        speak = (0.5 * env * np.sin(2 * math.pi * 220 * ts)).astype(np.float32)
+        listen = (0.2 * np.sin(2 * math.pi * 330 * ts) * (ts >= 0)).astype(np.float32)
+        return TrainClip(frames, speak, listen, f"identity {ident} hums", f"id{ident}")
+
+    def references(self, identity: str) -> ReferenceImages:
+        i = int(identity[2:])
+        img = self._frame(i, 0.0, 0.5)
+        return ReferenceImages(img, {"front": img}, {"neutral": img})
+
+
+def open_clip_source(
+    data: str | Path, cfg: LPMConfig, max_recordings: int | None = None
+) -> ClipSource:
+    """A curated shard folder/S3 prefix (data engineer's format) or a raw synth folder."""
+    text = str(data)
+    if text == "synthetic":
+        return SyntheticClipSource(cfg)
+    try:
+        from model_core.train.shard_source import ShardClipSource, is_shard_store
+    except ImportError:  # the shard loader is not there yet
+        is_shard_store = None
+    if is_shard_store is not None and is_shard_store(text):
+        return ShardClipSource(text, cfg)
+    if text.startswith("s3://"):
+        raise FileNotFoundError(f"{text}: not a curated shard store")
+    return RecordingClipSource(text, max_recordings, cfg.video.fps, cfg.audio.sample_rate)
+
+
+# -- pixel batches (VAE stage) ------------------------------------------------------------------
+def video_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> (3, T, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
+
+
+class FrameBatches:
+    """Random (1+4k)-frame windows for the VAE; clips are decoded once and kept in memory."""
+
+    def __init__(
+        self, source: ClipSource, frames: int, batch: int, max_windows: int = 64, seed: int = 0
+    ):
+        wins = source.windows(1)
+        pick = np.random.default_rng(seed).permutation(len(wins))[:max_windows]
+        self.clips = [source.clip(wins[i], 1).frames for i in sorted(pick)]
+        self.frames, self.batch = frames, batch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self) -> torch.Tensor:
+        out = []
+        for _ in range(self.batch):
+            i = int(torch.randint(len(self.clips), (1,), generator=self.generator))
+            clip = self.clips[i]
+            s = int(torch.randint(clip.shape[0] - self.frames + 1, (1,), generator=self.generator))
+            out.append(video_tensor(clip[s : s + self.frames]))
+        return torch.stack(out)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+# -- latent batches (every DiT stage) ---------------------------------------------------------
+@dataclass
+class LatentBatch:
+    x0: torch.Tensor  # (B, z, F, h, w) clean latents of the clip
+    speak: torch.Tensor  # (B, N) pcm with AUDIO_CONTEXT_SECONDS of left context
+    listen: torch.Tensor
+    captions: list[str]
+    refs: EncodedReferences  # batched latents (B, z, 1, h, w); the same views for every sample
+    identities: list[str] = field(default_factory=list)
+    ref_images: list[ReferenceImages] = field(default_factory=list)  # for judges
+
+    @property
+    def size(self) -> int:
+        return self.x0.shape[0]
+
+
+@dataclass
+class LatentCache:
+    """Encoded windows of `seconds` seconds plus every identity's encoded references."""
+
+    latents: torch.Tensor  # (N, z, F, h, w) float16
+    speak: torch.Tensor  # (N, samples) float16
+    listen: torch.Tensor
+    captions: list[str]
+    identities: list[str]
+    refs: dict[str, EncodedReferences]
+    ref_images: dict[str, ReferenceImages]
+    seconds: int
+    vae_version: str = ""
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        model,
+        source: ClipSource,
+        seconds: int,
+        max_windows: int = 256,
+        seed: int = 0,
+        vae_version: str = "",
+        progress=None,
+    ) -> LatentCache:
+        from model_core.pipeline import LPMPipeline, image_to_tensor
+
+        cfg = model.cfg
+        pipe = LPMPipeline(model, vae_version or "training")
+        wins = source.windows(seconds)
+        if not wins:
+            raise ValueError(f"no usable {seconds}-second windows in the data")
+        pick = sorted(np.random.default_rng(seed).permutation(len(wins))[:max_windows])
+        lat, spk, lis, caps, ids = [], [], [], [], []
+        refs, images = {}, {}
+        size = (cfg.video.height, cfg.video.width)
+        for n, i in enumerate(pick):
+            clip = source.clip(wins[i], seconds)
+            if clip.identity not in refs:
+                images[clip.identity] = source.references(clip.identity)
+                refs[clip.identity] = pipe.encode_references(
+                    images[clip.identity], allow_custom_faces=True
+                )
+            prime = image_to_tensor(images[clip.identity].global_image, size)[:, :, None]
+            video = torch.cat([prime, video_tensor(clip.frames)[None]], dim=2)
+            lat.append(model.vae.encode(video)[0, :, 1:].half())
+            spk.append(torch.from_numpy(clip.speak).half())
+            lis.append(torch.from_numpy(clip.listen).half())
+            caps.append(clip.caption)
+            ids.append(clip.identity)
+            if progress:
+                progress(n + 1, len(pick))
+        return cls(
+            torch.stack(lat),
+            torch.stack(spk),
+            torch.stack(lis),
+            caps,
+            ids,
+            refs,
+            images,
+            seconds,
+            vae_version,
+        )
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.part")
+        blob = {
+            k: getattr(self, k)
+            for k in (
+                "latents",
+                "speak",
+                "listen",
+                "captions",
+                "identities",
+                "seconds",
+                "vae_version",
+            )
+        }
+        blob["refs"] = {k: v.to_bytes() for k, v in self.refs.items()}
+        blob["ref_images"] = {
+            k: {"global": v.global_image, "body": v.body, "face": v.face}
+            for k, v in self.ref_images.items()
+        }
+        torch.save(blob, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatentCache:
+        blob = torch.load(path, weights_only=False)
+        blob["refs"] = {k: EncodedReferences.from_bytes(v) for k, v in blob["refs"].items()}
+        blob["ref_images"] = {
+            k: ReferenceImages(v["global"], v["body"], v["face"])
+            for k, v in blob["ref_images"].items()
+        }
+        return cls(**blob)
+
+    def batch(self, index: list[int]) -> LatentBatch:
+        ids = [self.identities[i] for i in index]
+        encs = [self.refs[i] for i in ids]
+        body = set.intersection(*(set(e.body) for e in encs))
+        face = set.intersection(*(set(e.face) for e in encs))
+        refs = EncodedReferences(
+            torch.cat([e.global_latent for e in encs]),
+            {k: torch.cat([e.body[k] for e in encs]) for k in sorted(body)},
+            {k: torch.cat([e.face[k] for e in encs]) for k in sorted(face)},
+        )
+        return LatentBatch(
+            self.latents[index].float(),
+            self.speak[index].float(),
+            self.listen[index].float(),
+            [self.captions[i] for i in index],
+            refs,
+            ids,
+            [self.ref_images[i] for i in ids],
+        )
+
+
+class LatentBatches:
+    """Random batches from a `LatentCache`, reproducible from the generator state."""
+
+    def __init__(self, cache: LatentCache, batch: int, seed: int = 0):
+        self.cache, self.batch = cache, batch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self) -> LatentBatch:
+        idx = torch.randint(len(self.cache), (self.batch,), generator=self.generator).tolist()
+        return self.cache.batch(idx)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def describe(cache: LatentCache) -> str:
+    return json.dumps(
+        {"windows": len(cache), "seconds": cache.seconds, "identities": len(cache.refs)}
+    )

@@ -1,0 +1,75 @@
+"""Training objectives, one module per curriculum stage, behind one interface.
+
+The loop (`model_core/train/loop.py`) knows nothing about stages: it asks the objective for
+its trainable parameters, feeds it batches of the kind it names (`data_kind`: pixel clips for
+the VAE, cached latents for everything else) and steps the optimizer on the loss it returns.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+
+from model_core.model import LPMModel
+
+# stage -> "module:Class"; the order is the curriculum's.
+STAGES: dict[str, str] = {
+    "vae": "model_core.train.objectives.vae:VAEObjective",
+    "base": "model_core.train.objectives.base:BaseFlowObjective",
+    "ode": "model_core.train.objectives.ode:ODEObjective",
+    "dmd-off": "model_core.train.objectives.dmd:OffPolicyDMDObjective",
+    "dmd-on": "model_core.train.objectives.dmd:OnPolicyDMDObjective",
+    "refiner": "model_core.train.objectives.refiner:RefinerObjective",
+    "dpo": "model_core.train.objectives.dpo:DPOObjective",
+}
+
+
+class Objective:
+    """One stage's loss. Subclasses set `name`, `data_kind` and implement `step`."""
+
+    name = "objective"
+    data_kind = "latents"  # "frames" (pixel clips) or "latents" (LatentCache batches)
+    frames_per_clip = 9  # pixel clips only: 1 + 4k frames
+
+    def __init__(self, model: LPMModel, options: dict[str, Any] | None = None):
+        self.model = model
+        self.cfg = model.cfg
+        self.options = dict(options or {})
+
+    def option(self, key: str, default: Any) -> Any:
+        value = self.options.get(key, default)
+        return type(default)(value) if default is not None and value is not None else value
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list[dict]:
+        """Optimizer parameter groups (a group may carry its own `lr`)."""
+        return [{"params": [p for m in self.trainable_modules() for p in m.parameters()]}]
+
+    def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    # Extra state that is not part of the LPM model (critics, frozen references, counters).
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def finalize(self, batches) -> dict[str, float]:
+        """Called once after the last step, before the stage's final checkpoint."""
+        return {}
+
+
+def make_objective(
+    stage: str,
+    model: LPMModel,
+    options: dict[str, Any] | None = None,
+) -> Objective:
+    if stage not in STAGES:
+        raise ValueError(f"unknown training stage {stage!r}; choose from {', '.join(STAGES)}")
+    module, cls = STAGES[stage].split(":")
+    return getattr(importlib.import_module(module), cls)(model, options)

@@ -1,0 +1,253 @@
+"""What every DiT objective shares: turning a batch into the transformer's conditions, the
+block-causal chunk rollout through the real KV cache, and the few-step sampler of the Online
+Backbone (the same arithmetic as `OnlineStream.backbone`, but able to carry gradients)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from model_core.dit import LPMAudioInputs, LPMSink, LPMTransformer, latent_frame_spans
+from model_core.flow import predict_x0, shift_timesteps
+from model_core.kv_cache import SinkWindowKVCache
+from model_core.references import EncodedReferences
+from model_core.train.data import AUDIO_CONTEXT_SECONDS, LatentBatch
+
+Velocity = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+@dataclass
+class Conditioning:
+    """Text, both audio tracks and references of a batch; None means dropped."""
+
+    context: torch.Tensor
+    context_mask: torch.Tensor | None
+    speak: torch.Tensor | None  # (B, history + T, D) per-video-frame features
+    listen: torch.Tensor | None
+    refs: EncodedReferences
+    history: int  # audio frames before the clip's first frame
+
+
+class LPMConditioner:
+    def __init__(self, model):
+        self.model, self.cfg = model, model.cfg
+        dit = self.cfg.dit
+        self.history = max(dit.speak_window[0], dit.listen_window[0])
+        self.fpc = self.cfg.latent_frames_per_chunk
+
+    def encode(
+        self,
+        batch: LatentBatch,
+        *,
+        text: bool = True,
+        audio: bool = True,
+        only_global: bool = False,
+    ) -> Conditioning:
+        """Gradients flow into the text and audio encoders when grad mode is on."""
+        m, b = self.model, batch.size
+        if text and any(batch.captions):
+            out = m.text_encoder.encode(batch.captions)
+            ctx, mask = out[0], out[1]
+        else:
+            ctx, mask = m.text_encoder.null_context(b), None
+        speak = listen = None
+        if audio:
+            frames = batch.x0.shape[2] * self.cfg.vae.temporal_factor
+            keep = self.history + frames
+            speak = m.audio_encoder(batch.speak)[:, -keep:]
+            listen = m.audio_encoder(batch.listen)[:, -keep:]
+        refs = batch.refs.only_global() if only_global else batch.refs
+        return Conditioning(ctx, mask, speak, listen, refs, self.history)
+
+    def unconditional(self, cond: Conditioning) -> Conditioning:
+        """Classifier-free guidance's other branch, as `render_base` evaluates it."""
+        b = cond.context.shape[0]
+        return Conditioning(
+            self.model.text_encoder.null_context(b), None, None, None, cond.refs, cond.history
+        )
+
+    def audio_inputs(self, cond: Conditioning, first: int, count: int) -> LPMAudioInputs | None:
+        if cond.speak is None:
+            return None
+        total = (cond.speak.shape[1] - cond.history) // self.cfg.vae.temporal_factor
+        spans = latent_frame_spans(total, cond.history, self.cfg.vae.temporal_factor)
+        return LPMAudioInputs(cond.speak, cond.listen, spans[first : first + count])
+
+    def sink(self, net: LPMTransformer, cond: Conditioning) -> LPMSink:
+        return net.encode_sink(cond.refs.layout(self.cfg))
+
+    def forward_kwargs(
+        self,
+        net: LPMTransformer,
+        cond: Conditioning,
+        frames: int,
+        first: int = 0,
+        sink: LPMSink | None = None,
+    ) -> dict:
+        """Keyword arguments of a whole-sequence forward over latent frames [first, first+frames)."""
+        return dict(
+            sink=sink if sink is not None else self.sink(net, cond),
+            frame_pos=torch.arange(frames) + self.cfg.refs.video_rope_offset,
+            context=cond.context,
+            context_mask=cond.context_mask,
+            audio=self.audio_inputs(cond, first, frames),
+        )
+
+
+def crop_chunks(
+    batch: LatentBatch,
+    first: int,
+    chunks: int,
+    fpc: int,
+    sample_rate: int,
+) -> LatentBatch:
+    """A chunk-aligned sub-window of a batch: latents and the audio with its left context."""
+    a = first * sample_rate
+    n = (AUDIO_CONTEXT_SECONDS + chunks) * sample_rate
+    return LatentBatch(
+        batch.x0[:, :, first * fpc : (first + chunks) * fpc],
+        batch.speak[:, a : a + n],
+        batch.listen[:, a : a + n],
+        batch.captions,
+        batch.refs,
+        batch.identities,
+        batch.ref_images,
+    )
+
+
+def random_crop(
+    batch: LatentBatch,
+    chunks: int,
+    fpc: int,
+    sample_rate: int,
+    generator: torch.Generator | None = None,
+) -> LatentBatch:
+    total = batch.x0.shape[2] // fpc
+    if chunks >= total:
+        return batch
+    first = int(torch.randint(total - chunks + 1, (1,), generator=generator))
+    return crop_chunks(batch, first, chunks, fpc, sample_rate)
+
+
+def block_causal_mask(chunks: int, fpc: int, window: int | None) -> torch.Tensor:
+    """(F, F) frame mask: a chunk sees itself and up to `window` earlier chunks."""
+    c = torch.arange(chunks * fpc) // fpc
+    m = c[:, None] >= c[None, :]
+    if window is not None:
+        m &= (c[:, None] - c[None, :]) <= window
+    return m
+
+
+def guided_velocity(
+    net: LPMTransformer,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond_kw: dict,
+    uncond_kw: dict | None,
+    scale: float,
+) -> torch.Tensor:
+    """Velocity with classifier-free guidance; t is (B,) and applies to every frame."""
+    tt = t[:, None].expand(-1, x.shape[2])
+    v = net(x, tt, **cond_kw)
+    if uncond_kw is None or scale == 1.0:
+        return v
+    v_u = net(x, tt, **uncond_kw)
+    return v_u + scale * (v - v_u)
+
+
+def ode_solve(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    steps: int,
+    shift: float,
+    record: tuple[float, ...],
+) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
+    """Euler from t=1 to 0 on the shifted grid of `sample_euler_cfg`, refined so that it also
+    lands on each time in `record`; returns x0 and the states at those times."""
+    grid = shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift).tolist()
+    ts = sorted(set(grid) | {float(r) for r in record}, reverse=True)
+    x, states = noise, {}
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+        if any(abs(t - r) < 1e-9 for r in record):
+            states[min(record, key=lambda r: abs(r - t))] = x
+        v = velocity(x, torch.full((x.shape[0],), t))
+        x = x + (t_next - t) * v
+    return x, states
+
+
+def few_step_sample(
+    velocity: Velocity,
+    noise: torch.Tensor,
+    timesteps: tuple[float, ...],
+    grad_at: int | None = None,
+) -> torch.Tensor:
+    """The Backbone's sampler: predict x0, re-noise to the next time with fresh noise.
+
+    Only step `grad_at` carries gradients (and sampling stops there: the random-exit trick
+    of DMD training); with grad_at=None every step runs without gradients.
+    """
+    x = noise
+    for i, t in enumerate(timesteps):
+        exit_here = grad_at == i
+        with torch.set_grad_enabled(exit_here and torch.is_grad_enabled()):
+            x0 = predict_x0(x, velocity(x, float(t)), torch.full((x.shape[0],), float(t)))
+        if exit_here or i + 1 == len(timesteps):
+            return x0
+        tn = float(timesteps[i + 1])
+        x = (1 - tn) * x0.detach() + tn * torch.randn_like(x0)
+    return x
+
+
+class ChunkRollout:
+    """Chunk-by-chunk generation through the Online model's sink + sliding-window KV cache,
+    exactly as `OnlineStream.backbone` streams, with gradients allowed through the current
+    chunk (earlier chunks enter only as cached, detached keys and values)."""
+
+    def __init__(
+        self,
+        conditioner: LPMConditioner,
+        net: LPMTransformer,
+        cond: Conditioning,
+        window: int | None,
+    ):
+        cfg = conditioner.cfg
+        self.c, self.net, self.cond = conditioner, net, cond
+        self.fpc = cfg.latent_frames_per_chunk
+        h, w = cfg.latent_hw
+        ph, pw = cfg.dit.patch_size[1:]
+        with torch.no_grad():
+            sink = conditioner.sink(net, cond)
+        self.cache = SinkWindowKVCache(
+            sink, window, self.fpc, (h // ph, w // pw), cfg.refs.video_rope_offset
+        )
+        self.index = 0
+
+    def _kwargs(self) -> dict:
+        return dict(
+            sink=self.cache.sink,
+            frame_pos=self.cache.current_frame_pos(),
+            context=self.cond.context,
+            context_mask=self.cond.context_mask,
+            audio=self.c.audio_inputs(self.cond, self.index * self.fpc, self.fpc),
+            prefix=self.cache.prefix(self.net.rope.tables),
+        )
+
+    def velocity(self) -> Velocity:
+        kw = self._kwargs()
+
+        def v(x: torch.Tensor, t: float) -> torch.Tensor:
+            return self.net(x, torch.full((x.shape[0], self.fpc), t), **kw)
+
+        return v
+
+    @torch.no_grad()
+    def commit(self, x0: torch.Tensor) -> None:
+        """Refill the cache from a clean chunk (the model's output, or ground truth when
+        teacher forcing) and move on to the next chunk."""
+        _, kvs = self.net(
+            x0.detach(), torch.zeros(x0.shape[0], self.fpc), return_kv=True, **self._kwargs()
+        )
+        self.cache.append(kvs)
+        self.index += 1

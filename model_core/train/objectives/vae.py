@@ -1,0 +1,70 @@
+"""Stage 0, `vae`: the causal 3D VAE on the performer's footage.
+
+Loss = L1 reconstruction + a multi-scale image-gradient term (edges and texture at three
+scales: the cheap stand-in for a perceptual network, which a CPU budget cannot afford) + a
+small KL towards the unit Gaussian. At the end of the stage the per-channel latent mean and
+std are measured on the data and stored in the VAE, so every later stage sees unit-scale
+latents.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from model_core.train.objectives import Objective
+
+
+def gradient_loss(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
+    """L1 between spatial and temporal finite differences of x and y (B, C, T, H, W), at
+    `scales` spatial resolutions."""
+    total = x.new_zeros(())
+    for s in range(scales):
+        if s:
+            x = F.avg_pool3d(x, (1, 2, 2))
+            y = F.avg_pool3d(y, (1, 2, 2))
+        for dim in (3, 4):
+            total = total + (x.diff(dim=dim) - y.diff(dim=dim)).abs().mean()
+        if x.shape[2] > 1:
+            total = total + (x.diff(dim=2) - y.diff(dim=2)).abs().mean()
+    return total / scales
+
+
+class VAEObjective(Objective):
+    name = "vae"
+    data_kind = "frames"
+
+    def __init__(self, model, options=None):
+        super().__init__(model, options)
+        self.frames_per_clip = self.option("frames", 9)
+        self.w_grad = self.option("grad_weight", 1.0)
+        self.w_kl = self.option("kl_weight", 1e-4)
+
+    def trainable_modules(self):
+        return [self.model.vae]
+
+    def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        vae = self.model.vae
+        mean, logvar = vae.encode_posterior(video)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        recon = vae.decode(vae.normalize(z), clamp=False)
+        l1 = (recon - video).abs().mean()
+        grad = gradient_loss(recon, video)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = l1 + self.w_grad * grad + self.w_kl * kl
+        with torch.no_grad():
+            mse = F.mse_loss(recon.clamp(-1, 1), video)
+            psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+        return loss, {"l1": l1.item(), "grad": grad.item(), "kl": kl.item(), "psnr": float(psnr)}
+
+    @torch.no_grad()
+    def finalize(self, batches, clips: int = 16) -> dict[str, float]:
+        """Per-channel statistics of the posterior mean, so latents are unit scale."""
+        vae = self.model.vae
+        zs = [
+            vae.encode_posterior(batches.next())[0] for _ in range(max(1, clips // batches.batch))
+        ]
+        z = torch.cat([t.transpose(0, 1).flatten(1) for t in zs], dim=1)
+        vae.latent_mean.copy_(z.mean(dim=1))
+        vae.latent_std.copy_(z.std(dim=1).clamp_min(1e-3))
+        return {"latent_std_mean": float(vae.latent_std.mean())}

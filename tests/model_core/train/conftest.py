@@ -1,0 +1,73 @@
+"""A whole LPM model small enough that every training stage steps in a fraction of a second."""
+
+import pytest
+import torch
+
+from model_core.config import (
+    AudioConfig,
+    DiTConfig,
+    LPMConfig,
+    OnlineConfig,
+    ReferenceConfig,
+    TextConfig,
+    VAEConfig,
+    VideoConfig,
+)
+from model_core.model import build_model
+from model_core.train.data import LatentCache, SyntheticClipSource
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    # Micro-sized ops only lose to thread synchronisation on a shared 2-core box.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def micro_config() -> LPMConfig:
+    return LPMConfig(
+        name="micro",
+        video=VideoConfig(height=32, width=32),
+        vae=VAEConfig(base_channels=4, channel_mults=(1, 2, 2), mid_attention=False),
+        audio=AudioConfig(feature_dim=16, hidden=16),
+        text=TextConfig(vocab_size=256, dim=16, max_tokens=8),
+        dit=DiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2, freq_dim=32),
+        refs=ReferenceConfig(face_size=16),
+        online=OnlineConfig(refiner_layers=1),
+    )
+
+
+@pytest.fixture(scope="session")
+def micro_cfg() -> LPMConfig:
+    return micro_config()
+
+
+@pytest.fixture(scope="session")
+def micro_source(micro_cfg) -> SyntheticClipSource:
+    return SyntheticClipSource(micro_cfg, identities=2, seconds_each=3)
+
+
+@pytest.fixture(scope="session")
+def micro_cache(micro_cfg, micro_source) -> LatentCache:
+    """Two 2-second windows (one per identity), encoded by a random micro VAE."""
+    model = build_model(micro_cfg, seed=0)
+    return LatentCache.build(model, micro_source, seconds=2, max_windows=2, vae_version="micro")
+
+
+@pytest.fixture(scope="session")
+def fixed_cache(micro_cache) -> LatentCache:
+    """A single window: every batch drawn from it is the same batch."""
+    c = micro_cache
+    return LatentCache(
+        c.latents[:1],
+        c.speak[:1],
+        c.listen[:1],
+        c.captions[:1],
+        c.identities[:1],
+        c.refs,
+        c.ref_images,
+        c.seconds,
+        c.vae_version,
+    )

@@ -1,0 +1,29 @@
+"""`lpm train`: bad input is one line on stderr and exit 2, with nothing written."""
+
+import pytest
+
+from model_core.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "bogus", "--out", "x", "--data", "synthetic"], "unknown stage 'bogus'"),
+        (["train", "base", "--data", "synthetic"], "--out is required"),
+        (["train", "base", "--out", "OUT", "--data", "/no/such/folder"], "no such folder"),
+        (["train", "base", "--out", "OUT", "--data", "synthetic", "--steps", "0"], "--steps"),
+        (["train", "base", "--out", "OUT", "--data", "synthetic", "--option", "beta"], "KEY=VALUE"),
+        (["train", "base", "--preset", "huge", "--out", "OUT", "--data", "synthetic"], "preset"),
+        (["train", "all"], "--work"),
+        (["train", "all", "--work", "OUT", "--stages", "base,nope"], "'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("lpm train: error: ") and message in err
+    assert "\n" not in err and not (tmp_path / "out").exists()
