@@ -110,8 +110,14 @@ class LPMCrossAttention(nn.Module):
     """Text cross-attention; with `image_context` it is Wan's I2V variant that also attends to
     CLIP image tokens (k_img, v_img)."""
 
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6,
-                 image_context: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qk_norm: bool = True,
+        eps: float = 1e-6,
+        image_context: bool = False,
+    ):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
@@ -125,9 +131,13 @@ class LPMCrossAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor,
-                context_mask: torch.Tensor | None = None,
-                image_context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        image_context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         q = self._heads(self.norm_q(self.q(x)))
         k = self._heads(self.norm_k(self.k(context)))
         v = self._heads(self.v(context))
@@ -159,9 +169,14 @@ class LPMAudioCrossAttention(nn.Module):
         self.k, self.v = nn.Linear(audio_dim, dim), nn.Linear(audio_dim, dim)
         self.norm_q, self.norm_k = LPMRMSNorm(dim, eps), LPMRMSNorm(dim, eps)
 
-    def forward(self, x: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor,
-                q_rope: tuple[torch.Tensor, torch.Tensor],
-                k_rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        q_rope: tuple[torch.Tensor, torch.Tensor],
+        k_rope: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
         b, n, _ = x.shape
         q = self.norm_q(self.q(x)).view(b, n, self.num_heads, self.head_dim)
         k = self.norm_k(self.k(audio)).view(b, audio.shape[1], self.num_heads, self.head_dim)

@@ -17,9 +17,15 @@ class CheckpointError(ValueError):
     pass
 
 
-def save_checkpoint(model: torch.nn.Module, cfg: LPMConfig, path: str | Path, *,
-                    version: str, dtype: torch.dtype = torch.float32,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model: torch.nn.Module,
+    cfg: LPMConfig,
+    path: str | Path,
+    *,
+    version: str,
+    dtype: torch.dtype = torch.float32,
+    extra: dict | None = None,
+) -> Path:
     """Write weights (optionally as fp16/bf16 to keep shipped files small) and config."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

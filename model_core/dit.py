@@ -83,7 +83,8 @@ class LPMTransformerBlock(nn.Module):
         self.self_attn = LPMSelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
         self.norm3 = (
             LPMLayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
-            if cfg.cross_attn_norm else nn.Identity()
+            if cfg.cross_attn_norm
+            else nn.Identity()
         )
         self.cross_attn = LPMCrossAttention(
             dim, cfg.num_heads, cfg.qk_norm, cfg.eps, image_context=cfg.image_context_dim > 0
@@ -110,13 +111,22 @@ class LPMTransformerBlock(nn.Module):
         r = r + self.ffn(self.norm2(r) * (1 + e4) + e3) * e5
         return r, k, v
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor, *, rope: tuple, sink_rope: tuple,
-                sink_k: torch.Tensor, sink_v: torch.Tensor,
-                prefix: tuple[torch.Tensor, torch.Tensor] | None,
-                video_mask: torch.Tensor | None,
-                context: torch.Tensor, context_mask: torch.Tensor | None,
-                image_context: torch.Tensor | None,
-                audio: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        e: torch.Tensor,
+        *,
+        rope: tuple,
+        sink_rope: tuple,
+        sink_k: torch.Tensor,
+        sink_v: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None,
+        video_mask: torch.Tensor | None,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None,
+        image_context: torch.Tensor | None,
+        audio: dict | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e0, e1, e2, e3, e4, e5 = self._mod(e)
         q, k, v = self.self_attn.project(self.norm1(x) * (1 + e1) + e0)
         qv, kv = apply_rope(q, *rope), apply_rope(k, *rope)
@@ -132,8 +142,9 @@ class LPMTransformerBlock(nn.Module):
         if audio is not None:
             track = audio["listen"] if self.listens else audio["speak"]
             mask = audio["listen_mask"] if self.listens else audio["speak_mask"]
-            x = x + self.audio_attn(self.norm_audio(x), track, mask, audio["q_rope"],
-                                    audio["k_rope"])
+            x = x + self.audio_attn(
+                self.norm_audio(x), track, mask, audio["q_rope"], audio["k_rope"]
+            )
         x = x + self.ffn(self.norm2(x) * (1 + e4) + e3) * e5
         return x, k, v  # k before rotation, for the cache
 
@@ -157,7 +168,10 @@ class LPMImageProjection(nn.Module):
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
         self.proj = nn.Sequential(
-            nn.LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, dim),
+            nn.LayerNorm(in_dim),
+            nn.Linear(in_dim, in_dim),
+            nn.GELU(),
+            nn.Linear(in_dim, dim),
             nn.LayerNorm(dim),
         )
 
@@ -166,8 +180,16 @@ class LPMImageProjection(nn.Module):
 
 
 class LPMTransformer(nn.Module):
-    def __init__(self, cfg: DiTConfig, *, z_dim: int, text_dim: int, audio_dim: int,
-                 num_layers: int | None = None, video_rope_offset: int = 4):
+    def __init__(
+        self,
+        cfg: DiTConfig,
+        *,
+        z_dim: int,
+        text_dim: int,
+        audio_dim: int,
+        num_layers: int | None = None,
+        video_rope_offset: int = 4,
+    ):
         super().__init__()
         self.cfg, self.z_dim = cfg, z_dim
         dim, layers = cfg.dim, num_layers if num_layers is not None else cfg.num_layers
@@ -182,9 +204,7 @@ class LPMTransformer(nn.Module):
             nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
         )
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
-        self.blocks = nn.ModuleList(
-            LPMTransformerBlock(cfg, audio_dim, i) for i in range(layers)
-        )
+        self.blocks = nn.ModuleList(LPMTransformerBlock(cfg, audio_dim, i) for i in range(layers))
         self.head = LPMHead(dim, z_dim, cfg.patch_size, cfg.eps)
         if cfg.image_context_dim > 0:
             self.img_emb = LPMImageProjection(cfg.image_context_dim, dim)
@@ -212,8 +232,9 @@ class LPMTransformer(nn.Module):
         return x.reshape(x.shape[0], self.z_dim, f * pt, h * ph, w * pw)
 
     @staticmethod
-    def grid_positions(grid: tuple[int, int, int], t0: int = 0, w0: int = 0,
-                       t_values: torch.Tensor | None = None) -> torch.Tensor:
+    def grid_positions(
+        grid: tuple[int, int, int], t0: int = 0, w0: int = 0, t_values: torch.Tensor | None = None
+    ) -> torch.Tensor:
         f, h, w = grid
         t = t_values if t_values is not None else torch.arange(f) + t0
         tt, hh, ww = torch.meshgrid(t, torch.arange(h), torch.arange(w) + w0, indexing="ij")
@@ -259,14 +280,21 @@ class LPMTransformer(nn.Module):
         }
 
     # -- video forward --------------------------------------------------------------------------
-    def forward(self, z: torch.Tensor, timesteps: torch.Tensor, *, sink: LPMSink,
-                frame_pos: torch.Tensor, context: torch.Tensor,
-                context_mask: torch.Tensor | None = None,
-                audio: LPMAudioInputs | None = None,
-                frame_mask: torch.Tensor | None = None,
-                prefix: LPMKVPrefix | None = None,
-                image_context: torch.Tensor | None = None,
-                return_kv: bool = False):
+    def forward(
+        self,
+        z: torch.Tensor,
+        timesteps: torch.Tensor,
+        *,
+        sink: LPMSink,
+        frame_pos: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        audio: LPMAudioInputs | None = None,
+        frame_mask: torch.Tensor | None = None,
+        prefix: LPMKVPrefix | None = None,
+        image_context: torch.Tensor | None = None,
+        return_kv: bool = False,
+    ):
         """Predict the flow velocity of video latents.
 
         z: (B, z, F, h, w) noisy latents; timesteps: (B, F) per latent frame in [0, 1];
@@ -292,16 +320,28 @@ class LPMTransformer(nn.Module):
         if frame_mask is not None:
             mask = frame_mask.repeat_interleave(hw, 0).repeat_interleave(hw, 1)
         ctx = self.text_embedding(context)
-        img = self.img_emb(image_context) if image_context is not None and hasattr(
-            self, "img_emb") else None
+        img = (
+            self.img_emb(image_context)
+            if image_context is not None and hasattr(self, "img_emb")
+            else None
+        )
         aud = self._audio(audio, hw)
         kvs = []
         for i, block in enumerate(self.blocks):
             pre = (prefix.k[i], prefix.v[i]) if prefix is not None else None
             x, k, v = block(
-                x, e6, rope=rope, sink_rope=sink_rope, sink_k=sink.k[i], sink_v=sink.v[i],
-                prefix=pre, video_mask=mask, context=ctx, context_mask=context_mask,
-                image_context=img, audio=aud,
+                x,
+                e6,
+                rope=rope,
+                sink_rope=sink_rope,
+                sink_k=sink.k[i],
+                sink_v=sink.v[i],
+                prefix=pre,
+                video_mask=mask,
+                context=ctx,
+                context_mask=context_mask,
+                image_context=img,
+                audio=aud,
             )
             if return_kv:
                 kvs.append((k, v))

@@ -35,23 +35,29 @@ def _expand(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def sample_training_timesteps(batch: int, shift: float = 1.0,
-                              generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_training_timesteps(
+    batch: int, shift: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Logit-normal times (as in SD3/Wan training), optionally shifted."""
     u = torch.sigmoid(torch.randn(batch, generator=generator))
     return shift_timesteps(u, shift) if shift != 1.0 else u
 
 
-def flow_matching_loss(v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
-                       weight: torch.Tensor | None = None) -> torch.Tensor:
+def flow_matching_loss(
+    v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     err = (v_pred - (noise - x0)).pow(2).mean(dim=tuple(range(1, v_pred.dim())))
     return (err * weight).mean() if weight is not None else err.mean()
 
 
-def sample_euler_cfg(velocity: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor],
-                     noise: torch.Tensor, steps: int, guidance_scale: float = 1.0,
-                     shift: float = 1.0,
-                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def sample_euler_cfg(
+    velocity: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor],
+    noise: torch.Tensor,
+    steps: int,
+    guidance_scale: float = 1.0,
+    shift: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Integrate from t=1 (noise) to t=0 with Euler steps on a shifted schedule.
 
     velocity(x, t, conditional) -> v. With guidance_scale != 1 each step also evaluates the

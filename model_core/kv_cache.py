@@ -18,8 +18,14 @@ from model_core.rope import apply_rope
 
 
 class SinkWindowKVCache:
-    def __init__(self, sink: LPMSink, window_chunks: int | None, frames_per_chunk: int,
-                 grid_hw: tuple[int, int], video_rope_offset: int):
+    def __init__(
+        self,
+        sink: LPMSink,
+        window_chunks: int | None,
+        frames_per_chunk: int,
+        grid_hw: tuple[int, int],
+        video_rope_offset: int,
+    ):
         self.sink = sink
         # window_chunks=None keeps every chunk: the naive full-history baseline.
         self.chunks: deque[list[tuple[torch.Tensor, torch.Tensor]]] = deque(maxlen=window_chunks)

@@ -26,7 +26,9 @@ class LPMModel(nn.Module):
         # The 17B preset's umT5-XXL text encoder is a frozen external model: not built here.
         self.text_encoder = LPMTextEncoder(cfg.text) if cfg.text.backend != "umt5" else None
         kw = dict(
-            z_dim=cfg.vae.z_dim, text_dim=cfg.text.dim, audio_dim=cfg.audio.feature_dim,
+            z_dim=cfg.vae.z_dim,
+            text_dim=cfg.text.dim,
+            audio_dim=cfg.audio.feature_dim,
             video_rope_offset=cfg.refs.video_rope_offset,
         )
         self.base = LPMTransformer(cfg.dit, **kw) if with_base else None
@@ -47,7 +49,8 @@ class LPMModel(nn.Module):
             return sum(p.numel() for p in m.parameters()) if m is not None else 0
 
         audio_in_trunk = sum(
-            p.numel() for n, p in self.backbone.named_parameters()
+            p.numel()
+            for n, p in self.backbone.named_parameters()
             if any(mk in f".{n}" for mk in AUDIO_PARAM_MARKERS)
         )
         counts = {
@@ -63,8 +66,9 @@ class LPMModel(nn.Module):
         return counts
 
 
-def build_model(cfg: LPMConfig, device: str | torch.device = "cpu", seed: int = 0,
-                with_base: bool = True) -> LPMModel:
+def build_model(
+    cfg: LPMConfig, device: str | torch.device = "cpu", seed: int = 0, with_base: bool = True
+) -> LPMModel:
     """Random initialisation (deterministic per seed); on the meta device nothing is allocated."""
     torch.manual_seed(seed)
     with torch.device(device):

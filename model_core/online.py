@@ -10,7 +10,6 @@ Backbone works on chunk k+1 (see `OnlineStream.backbone`, `.refine`, `.decode`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -51,30 +50,24 @@ def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
 
 
 class AudioFeatureHistory:
-    """Streams one audio track through the causal audio encoder, one second at a time, and
-    keeps the last `history_frames` features for the wide listening window."""
+    """Both tracks through the causal audio encoder's stream (batch of 2: speaking, listening),
+    keeping the last `history_frames` features of each for the wide listening window."""
 
     def __init__(self, model: LPMModel, history_frames: int):
-        cfg = model.cfg.audio
-        self.encoder = model.audio_encoder
-        self.sr = cfg.sample_rate
-        rf = int(getattr(self.encoder, "receptive_field_samples", self.sr))
-        # Whole seconds of raw context keep the 24-features-per-second grid aligned.
-        self.context_samples = self.sr * max(1, math.ceil(rf / self.sr))
-        self.raw = torch.zeros(1, self.context_samples)
+        self.stream = model.audio_encoder.stream(batch=2)
         self.history_frames = history_frames
         self.feats: torch.Tensor | None = None
 
-    def push(self, pcm: torch.Tensor, fps: int) -> torch.Tensor:
-        x = torch.cat([self.raw, pcm.view(1, -1)], dim=1)
-        f = self.encoder(x)[:, -fps:]
-        self.raw = x[:, -self.context_samples :]
-        prev = self.feats if self.feats is not None else torch.zeros(
-            1, self.history_frames, f.shape[-1]
+    def push(self, speak: torch.Tensor, listen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.stream.push(torch.stack([speak.view(-1), listen.view(-1)]))
+        prev = (
+            self.feats
+            if self.feats is not None
+            else f.new_zeros(2, self.history_frames, f.shape[-1])
         )
         out = torch.cat([prev, f], dim=1)
         self.feats = out[:, -self.history_frames :]
-        return out
+        return out[0:1], out[1:2]
 
 
 def _empty_sink(sink: LPMSink) -> LPMSink:
@@ -84,9 +77,17 @@ def _empty_sink(sink: LPMSink) -> LPMSink:
 class OnlineStream:
     """One conversation's state: sink, KV window, audio history, VAE decode cache."""
 
-    def __init__(self, model: LPMModel, refs: EncodedReferences, context: torch.Tensor,
-                 context_mask: torch.Tensor | None, *, seed: int = 0,
-                 window_chunks: int | None = -1, keep_sink: bool = True):
+    def __init__(
+        self,
+        model: LPMModel,
+        refs: EncodedReferences,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None,
+        *,
+        seed: int = 0,
+        window_chunks: int | None = -1,
+        keep_sink: bool = True,
+    ):
         cfg = model.cfg
         self.model, self.cfg = model, cfg
         self.fps = cfg.video.fps
@@ -100,8 +101,11 @@ class OnlineStream:
         ph, pw = cfg.dit.patch_size[1:]
         with torch.no_grad():
             self.cache = SinkWindowKVCache(
-                model.backbone.encode_sink(layout), window, self.frames_per_chunk,
-                (h // ph, w // pw), cfg.refs.video_rope_offset,
+                model.backbone.encode_sink(layout),
+                window,
+                self.frames_per_chunk,
+                (h // ph, w // pw),
+                cfg.refs.video_rope_offset,
             )
             self.refiner_sink = model.refiner.encode_sink(layout)
             self.decoder = model.vae.stream_decoder()
@@ -111,8 +115,7 @@ class OnlineStream:
         # the window and are evicted with it once the window has moved past them.
         self.keep_sink = keep_sink
         self._window = window
-        self.speak_audio = AudioFeatureHistory(model, hist)
-        self.listen_audio = AudioFeatureHistory(model, hist)
+        self.audio = AudioFeatureHistory(model, hist)
         self.history = hist
 
     def set_text(self, context: torch.Tensor, context_mask: torch.Tensor | None) -> None:
@@ -124,18 +127,21 @@ class OnlineStream:
         h, w = self.cfg.latent_hw
         return torch.randn(1, self.cfg.vae.z_dim, self.frames_per_chunk, h, w, generator=g)
 
-    def encode_audio(self, speak: np.ndarray | torch.Tensor,
-                     listen: np.ndarray | torch.Tensor) -> ChunkAudio:
+    def encode_audio(
+        self, speak: np.ndarray | torch.Tensor, listen: np.ndarray | torch.Tensor
+    ) -> ChunkAudio:
         n = self.cfg.audio.sample_rate
         s, li = (torch.as_tensor(a, dtype=torch.float32).view(-1) for a in (speak, listen))
         if s.numel() != n or li.numel() != n:
             raise ValueError(f"push exactly {n} samples (1 s at {n} Hz) per track")
-        return ChunkAudio(self.speak_audio.push(s, self.fps),
-                          self.listen_audio.push(li, self.fps), self.history)
+        with torch.no_grad():
+            speak_f, listen_f = self.audio.push(s, li)
+        return ChunkAudio(speak_f, listen_f, self.history)
 
     def _audio_inputs(self, audio: ChunkAudio) -> LPMAudioInputs:
-        spans = latent_frame_spans(self.frames_per_chunk, audio.history,
-                                   self.cfg.vae.temporal_factor)
+        spans = latent_frame_spans(
+            self.frames_per_chunk, audio.history, self.cfg.vae.temporal_factor
+        )
         return LPMAudioInputs(audio.speak, audio.listen, spans)
 
     @torch.no_grad()
@@ -148,8 +154,14 @@ class OnlineStream:
         frame_pos = self.cache.current_frame_pos()
         prefix = self.cache.prefix(net.rope.tables)
         aud = self._audio_inputs(audio)
-        kw = dict(sink=self.cache.sink, frame_pos=frame_pos, context=self.context,
-                  context_mask=self.context_mask, audio=aud, prefix=prefix)
+        kw = dict(
+            sink=self.cache.sink,
+            frame_pos=frame_pos,
+            context=self.context,
+            context_mask=self.context_mask,
+            audio=aud,
+            prefix=prefix,
+        )
         ts = self.cfg.online.backbone_timesteps
         x = self._noise(0)
         for i, t in enumerate(ts):
@@ -169,8 +181,12 @@ class OnlineStream:
         xr = (1 - t) * x0 + t * self._noise(101)
         frame_pos = torch.arange(self.frames_per_chunk) + self.cfg.refs.video_rope_offset
         v = self.model.refiner(
-            xr, torch.full((1, self.frames_per_chunk), t), sink=self.refiner_sink,
-            frame_pos=frame_pos, context=self.context, context_mask=self.context_mask,
+            xr,
+            torch.full((1, self.frames_per_chunk), t),
+            sink=self.refiner_sink,
+            frame_pos=frame_pos,
+            context=self.context,
+            context_mask=self.context_mask,
             audio=self._audio_inputs(audio),
         )
         return predict_x0(xr, v, torch.tensor([t]))
@@ -179,8 +195,12 @@ class OnlineStream:
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         return frames_to_uint8(self.decoder.push(latents))
 
-    def push(self, speak: np.ndarray | torch.Tensor, listen: np.ndarray | torch.Tensor,
-             keep_latents: bool = False) -> ChunkResult:
+    def push(
+        self,
+        speak: np.ndarray | torch.Tensor,
+        listen: np.ndarray | torch.Tensor,
+        keep_latents: bool = False,
+    ) -> ChunkResult:
         """1 s of each track in, 24 frames out."""
         tick = time.perf_counter()
         timings = {}

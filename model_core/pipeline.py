@@ -24,8 +24,13 @@ from model_core.references import (
 )
 
 __all__ = [
-    "LPMPipeline", "ReferenceImages", "EncodedReferences", "ChunkResult", "OnlineStream",
-    "ReferenceError", "CheckpointError",
+    "LPMPipeline",
+    "ReferenceImages",
+    "EncodedReferences",
+    "ChunkResult",
+    "OnlineStream",
+    "ReferenceError",
+    "CheckpointError",
 ]
 
 
@@ -51,13 +56,23 @@ class LPMPipeline:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def build(cls, preset: str = "tiny", checkpoint: str | Path | None = None,
-              device: str = "cpu", seed: int = 0, with_base: bool = True) -> LPMPipeline:
+    def build(
+        cls,
+        preset: str = "tiny",
+        checkpoint: str | Path | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+        with_base: bool = True,
+        config: LPMConfig | None = None,
+    ) -> LPMPipeline:
+        """Random initialisation of a preset (or of an explicit `config`), or a checkpoint."""
         if checkpoint is not None:
             return cls.load(checkpoint, device=device, with_base=with_base)
-        cfg = LPMConfig.preset(preset)
-        return cls(build_model(cfg, device=device, seed=seed, with_base=with_base),
-                   version=f"{cfg.name}-random-seed{seed}")
+        cfg = config if config is not None else LPMConfig.preset(preset)
+        return cls(
+            build_model(cfg, device=device, seed=seed, with_base=with_base),
+            version=f"{cfg.name}-random-seed{seed}",
+        )
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", with_base: bool = True) -> LPMPipeline:
@@ -84,8 +99,9 @@ class LPMPipeline:
         validate_references(refs, self.config.refs, allow_custom_faces)
 
     @torch.no_grad()
-    def encode_references(self, refs: ReferenceImages,
-                          allow_custom_faces: bool = False) -> EncodedReferences:
+    def encode_references(
+        self, refs: ReferenceImages, allow_custom_faces: bool = False
+    ) -> EncodedReferences:
         self.validate_references(refs, allow_custom_faces)
         v = self.config.video
         full, face = (v.height, v.width), (self.config.refs.face_size,) * 2
@@ -110,22 +126,41 @@ class LPMPipeline:
         return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
 
     # -- Online ------------------------------------------------------------------------------------
-    def start_stream(self, refs: ReferenceImages | EncodedReferences, text: str | None = None,
-                     seed: int = 0, window_chunks: int | None = -1,
-                     keep_sink: bool = True) -> OnlineStream:
+    def start_stream(
+        self,
+        refs: ReferenceImages | EncodedReferences,
+        text: str | None = None,
+        seed: int = 0,
+        window_chunks: int | None = -1,
+        keep_sink: bool = True,
+    ) -> OnlineStream:
         """window_chunks: -1 = the config's window; None = keep all history (naive baseline).
         keep_sink=False is the no-attention-sink ablation (references get evicted)."""
         ctx, mask = self.encode_text(text)
-        return OnlineStream(self.model, self._encoded(refs), ctx, mask, seed=seed,
-                            window_chunks=window_chunks, keep_sink=keep_sink)
+        return OnlineStream(
+            self.model,
+            self._encoded(refs),
+            ctx,
+            mask,
+            seed=seed,
+            window_chunks=window_chunks,
+            keep_sink=keep_sink,
+        )
 
     # -- Base ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def render_base(self, refs: ReferenceImages | EncodedReferences, speak_pcm: np.ndarray,
-                    listen_pcm: np.ndarray | None = None, text: str | None = None,
-                    seconds: int | None = None, steps: int | None = None,
-                    guidance_scale: float | None = None, seed: int = 0,
-                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def render_base(
+        self,
+        refs: ReferenceImages | EncodedReferences,
+        speak_pcm: np.ndarray,
+        listen_pcm: np.ndarray | None = None,
+        text: str | None = None,
+        seconds: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """Render a whole clip bidirectionally with the multi-step Base sampler + CFG."""
         if self.model.base is None:
             raise RuntimeError("this pipeline was built without the Base model")
@@ -140,25 +175,37 @@ class LPMPipeline:
         frames = seconds * cfg.latent_frames_per_chunk
         feats_s = self.model.audio_encoder(torch.from_numpy(speak)[None])
         feats_l = self.model.audio_encoder(torch.from_numpy(listen)[None])
-        audio = LPMAudioInputs(feats_s, feats_l,
-                               latent_frame_spans(frames, 0, cfg.vae.temporal_factor))
+        audio = LPMAudioInputs(
+            feats_s, feats_l, latent_frame_spans(frames, 0, cfg.vae.temporal_factor)
+        )
         ctx, mask = self.encode_text(text)
         null_ctx = self.model.text_encoder.null_context(1)
         sink = net.encode_sink(enc.layout(cfg))
         frame_pos = torch.arange(frames) + cfg.refs.video_rope_offset
 
         def velocity(x: torch.Tensor, t: torch.Tensor, cond: bool) -> torch.Tensor:
-            return net(x, t[:, None].expand(-1, frames), sink=sink, frame_pos=frame_pos,
-                       context=ctx if cond else null_ctx, context_mask=mask if cond else None,
-                       audio=audio if cond else None)
+            return net(
+                x,
+                t[:, None].expand(-1, frames),
+                sink=sink,
+                frame_pos=frame_pos,
+                context=ctx if cond else null_ctx,
+                context_mask=mask if cond else None,
+                audio=audio if cond else None,
+            )
 
         h, w = cfg.latent_hw
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn(1, cfg.vae.z_dim, frames, h, w, generator=g)
         sc = cfg.sampler
-        x0 = sample_euler_cfg(velocity, noise, steps or sc.steps,
-                              sc.guidance_scale if guidance_scale is None else guidance_scale,
-                              sc.shift, progress)
+        x0 = sample_euler_cfg(
+            velocity,
+            noise,
+            steps or sc.steps,
+            sc.guidance_scale if guidance_scale is None else guidance_scale,
+            sc.shift,
+            progress,
+        )
         video = self.model.vae.decode(torch.cat([enc.global_latent, x0], dim=2))
         return frames_to_uint8(video[:, :, 1:])
 

@@ -34,8 +34,9 @@ class ReferenceImages:
     face: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def validate_references(refs: ReferenceImages, cfg: ReferenceConfig,
-                        allow_custom_faces: bool = False) -> None:
+def validate_references(
+    refs: ReferenceImages, cfg: ReferenceConfig, allow_custom_faces: bool = False
+) -> None:
     if refs.global_image is None:
         raise ReferenceError("a global reference image is required")
     images = [("global", refs.global_image)]
@@ -60,7 +61,9 @@ def validate_references(refs: ReferenceImages, cfg: ReferenceConfig,
     for name, img in images:
         a = np.asarray(img)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-            raise ReferenceError(f"{name} reference must be an RGB uint8 image, got {a.shape} {a.dtype}")
+            raise ReferenceError(
+                f"{name} reference must be an RGB uint8 image, got {a.shape} {a.dtype}"
+            )
 
 
 def face_slot_order(labels: list[str], cfg: ReferenceConfig) -> list[tuple[str, int]]:
@@ -107,7 +110,9 @@ class EncodedReferences:
         for view in rc.body_views:
             if view in self.body:
                 z = self.body[view]
-                out.append((z, rc.rope_slot_body, rc.body_views.index(view) * (z.shape[-1] // ps[2])))
+                out.append(
+                    (z, rc.rope_slot_body, rc.body_views.index(view) * (z.shape[-1] // ps[2]))
+                )
         for label, idx in face_slot_order(list(self.face), rc):
             z = self.face[label]
             out.append((z, rc.rope_slot_face, idx * (z.shape[-1] // ps[2])))

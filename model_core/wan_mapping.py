@@ -31,8 +31,9 @@ class WanLoadReport:
     initialised: list[str] = field(default_factory=list)  # LPM keys Wan does not have
 
 
-def map_wan_state_dict(wan: dict[str, torch.Tensor], keep_image_context: bool
-                       ) -> tuple[dict[str, torch.Tensor], list[str]]:
+def map_wan_state_dict(
+    wan: dict[str, torch.Tensor], keep_image_context: bool
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Wan2.1 WanModel names -> LPMTransformer names. Returns (mapped, dropped keys)."""
     out, dropped = {}, []
     for name, tensor in wan.items():
@@ -54,8 +55,9 @@ def load_wan_into(net: LPMTransformer, wan: dict[str, torch.Tensor]) -> WanLoadR
     missing = sorted(expected - set(mapped))
     unexpected = sorted(set(mapped) - set(own))
     if missing or unexpected:
-        raise KeyError(f"Wan weights do not fit this trunk: missing {missing[:5]}, "
-                       f"unexpected {unexpected[:5]}")
+        raise KeyError(
+            f"Wan weights do not fit this trunk: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for k, v in mapped.items():
         if own[k].shape != v.shape:
             raise ValueError(f"{k}: Wan shape {tuple(v.shape)} != LPM shape {tuple(own[k].shape)}")

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from model_core.config import LPMConfig
-from model_core.dit import LPMAudioInputs, LPMTransformer
-from model_core.dit import latent_frame_spans
+from model_core.dit import LPMAudioInputs, LPMTransformer, latent_frame_spans
 from model_core.references import EncodedReferences, face_slot_order
 from tests.model_core.conftest import small_dit_config
 
@@ -14,8 +13,9 @@ AUDIO_DIM, TEXT_DIM = 16, 24
 
 
 def make_net(**kw) -> LPMTransformer:
-    return LPMTransformer(small_dit_config(**kw), z_dim=16, text_dim=TEXT_DIM,
-                          audio_dim=AUDIO_DIM).eval()
+    return LPMTransformer(
+        small_dit_config(**kw), z_dim=16, text_dim=TEXT_DIM, audio_dim=AUDIO_DIM
+    ).eval()
 
 
 def sink_for(net):
@@ -28,12 +28,17 @@ def run_capture(net, z, audio, ctx):
     outs, tracks = [], []
     hooks = [b.register_forward_hook(lambda m, a, o: outs.append(o[0])) for b in net.blocks]
     hooks += [
-        b.audio_attn.register_forward_hook(lambda m, a, o: tracks.append(a[1]))
-        for b in net.blocks
+        b.audio_attn.register_forward_hook(lambda m, a, o: tracks.append(a[1])) for b in net.blocks
     ]
     with torch.no_grad():
-        net(z, torch.full((1, z.shape[2]), 0.5), sink=sink_for(net),
-            frame_pos=torch.arange(z.shape[2]) + 4, context=ctx, audio=audio)
+        net(
+            z,
+            torch.full((1, z.shape[2]), 0.5),
+            sink=sink_for(net),
+            frame_pos=torch.arange(z.shape[2]) + 4,
+            context=ctx,
+            audio=audio,
+        )
     for h in hooks:
         h.remove()
     return outs, tracks
@@ -42,9 +47,14 @@ def run_capture(net, z, audio, ctx):
 def test_even_layers_read_speaking_and_odd_layers_read_listening():
     net = make_net()
     frames = 6
-    audio = LPMAudioInputs(torch.randn(1, 24, AUDIO_DIM), torch.randn(1, 24, AUDIO_DIM),
-                           latent_frame_spans(frames, 0, 4))
-    _, tracks = run_capture(net, torch.randn(1, 16, frames, 8, 8), audio, torch.randn(1, 5, TEXT_DIM))
+    audio = LPMAudioInputs(
+        torch.randn(1, 24, AUDIO_DIM),
+        torch.randn(1, 24, AUDIO_DIM),
+        latent_frame_spans(frames, 0, 4),
+    )
+    _, tracks = run_capture(
+        net, torch.randn(1, 16, frames, 8, 8), audio, torch.randn(1, 5, TEXT_DIM)
+    )
     assert len(tracks) == 4
     for i, t in enumerate(tracks):
         assert t is (audio.listen if i % 2 else audio.speak), f"layer {i} read the wrong track"
@@ -113,7 +123,7 @@ def test_reference_types_have_distinct_rope_slots_and_add_no_parameters():
     assert len(layout) == 13
     slots = {"global": set(), "body": set(), "face": set()}
     names = ["global"] + ["body"] * 4 + ["face"] * 8
-    for (z, slot, w0), name in zip(layout, names, strict=True):
+    for (_z, slot, _w0), name in zip(layout, names, strict=True):
         slots[name].add(slot)
     assert all(len(s) == 1 for s in slots.values())
     assert len(set.union(*slots.values())) == 3  # three types, three temporal slots
@@ -140,8 +150,15 @@ def test_reference_slots_change_the_output():
     for slot in (0, 1, 2):
         sink = net.encode_sink([(zr, slot, 0)])
         with torch.no_grad():
-            outs.append(net(z, torch.full((1, 2), 0.5), sink=sink, frame_pos=torch.arange(2) + 4,
-                            context=ctx))
+            outs.append(
+                net(
+                    z,
+                    torch.full((1, 2), 0.5),
+                    sink=sink,
+                    frame_pos=torch.arange(2) + 4,
+                    context=ctx,
+                )
+            )
     assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[1], outs[2])
 
 

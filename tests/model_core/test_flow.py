@@ -33,7 +33,11 @@ def test_sampler_follows_a_straight_flow_exactly(steps, shift):
 
 
 def test_guidance_extrapolates_from_unconditional():
-    x0c, x0u, noise = torch.ones(1, 1, 1, 1, 1), torch.zeros(1, 1, 1, 1, 1), torch.zeros(1, 1, 1, 1, 1)
+    x0c, x0u, noise = (
+        torch.ones(1, 1, 1, 1, 1),
+        torch.zeros(1, 1, 1, 1, 1),
+        torch.zeros(1, 1, 1, 1, 1),
+    )
     out = sample_euler_cfg(lambda x, t, c: noise - (x0c if c else x0u), noise, 4, 2.0)
     assert torch.allclose(out, 2 * x0c - x0u)
 

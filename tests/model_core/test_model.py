@@ -21,6 +21,7 @@ def test_presets_round_trip_through_json_dicts():
 
 def test_backbone_starts_from_base_weights():
     model = build_model(LPMConfig.preset("tiny"))
-    for (n, a), (_, b) in zip(model.base.named_parameters(), model.backbone.named_parameters(),
-                              strict=True):
+    for (n, a), (_, b) in zip(
+        model.base.named_parameters(), model.backbone.named_parameters(), strict=True
+    ):
         assert torch.equal(a, b), n

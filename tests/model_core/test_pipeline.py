@@ -30,23 +30,34 @@ def test_any_image_size_is_cropped_and_resized(pipe):
     assert enc.global_latent.shape == (1, 16, 1, 16, 16)
 
 
-@pytest.mark.parametrize("refs,match", [
-    (lambda: ReferenceImages(img(), body={"up": img()}), "unknown body view 'up'"),
-    (lambda: ReferenceImages(img(), face={"wink": img(64)}), "unknown face expression 'wink'"),
-    (lambda: ReferenceImages(img(), face={f"x{i}": img(64) for i in range(9)}), "at most 8 face"),
-    (lambda: ReferenceImages(img(), body={v: img() for v in ["front"] * 1 + ["a", "b", "c", "d"]}),
-     "at most 4 body"),
-    (lambda: ReferenceImages(None), "global reference image is required"),
-    (lambda: ReferenceImages(np.zeros((8, 8), np.uint8)), "RGB uint8"),
-])
+@pytest.mark.parametrize(
+    "refs,match",
+    [
+        (lambda: ReferenceImages(img(), body={"up": img()}), "unknown body view 'up'"),
+        (lambda: ReferenceImages(img(), face={"wink": img(64)}), "unknown face expression 'wink'"),
+        (
+            lambda: ReferenceImages(img(), face={f"x{i}": img(64) for i in range(9)}),
+            "at most 8 face",
+        ),
+        (
+            lambda: ReferenceImages(
+                img(), body={v: img() for v in ["front"] * 1 + ["a", "b", "c", "d"]}
+            ),
+            "at most 4 body",
+        ),
+        (lambda: ReferenceImages(None), "global reference image is required"),
+        (lambda: ReferenceImages(np.zeros((8, 8), np.uint8)), "RGB uint8"),
+    ],
+)
 def test_bad_reference_sets_name_the_problem(pipe, refs, match):
     with pytest.raises(ReferenceError, match=match):
         pipe.encode_references(refs())
 
 
 def test_custom_face_labels_when_allowed(pipe):
-    enc = pipe.encode_references(ReferenceImages(img(), face={"wink": img(64)}),
-                                 allow_custom_faces=True)
+    enc = pipe.encode_references(
+        ReferenceImages(img(), face={"wink": img(64)}), allow_custom_faces=True
+    )
     assert "wink" in enc.face
 
 
@@ -70,8 +81,9 @@ def test_loading_a_folder_that_is_not_a_checkpoint_fails_clearly(tmp_path):
 def test_base_renders_a_whole_clip(pipe):
     speak = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     steps = []
-    clip = pipe.render_base(ReferenceImages(img()), speak, seconds=1, steps=2,
-                            progress=lambda i, n: steps.append(i))
+    clip = pipe.render_base(
+        ReferenceImages(img()), speak, seconds=1, steps=2, progress=lambda i, n: steps.append(i)
+    )
     assert clip.shape == (24, 128, 128, 3) and clip.dtype == np.uint8 and steps == [1, 2]
 
 

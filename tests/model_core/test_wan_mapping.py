@@ -11,26 +11,38 @@ from tests.model_core.conftest import small_dit_config
 DIM, FFN, LAYERS, TEXT, FREQ, CLIP, IN = 64, 128, 2, 48, 32, 40, 36
 
 
-def wan_i2v_state_dict(dim=DIM, ffn=FFN, layers=LAYERS, text=TEXT, freq=FREQ, clip=CLIP,
-                       in_dim=IN, out_dim=16):
+def wan_i2v_state_dict(
+    dim=DIM, ffn=FFN, layers=LAYERS, text=TEXT, freq=FREQ, clip=CLIP, in_dim=IN, out_dim=16
+):
     g = torch.Generator().manual_seed(0)
 
     def r(*shape):
         return torch.randn(*shape, generator=g)
 
     sd = {
-        "patch_embedding.weight": r(dim, in_dim, 1, 2, 2), "patch_embedding.bias": r(dim),
-        "text_embedding.0.weight": r(dim, text), "text_embedding.0.bias": r(dim),
-        "text_embedding.2.weight": r(dim, dim), "text_embedding.2.bias": r(dim),
-        "time_embedding.0.weight": r(dim, freq), "time_embedding.0.bias": r(dim),
-        "time_embedding.2.weight": r(dim, dim), "time_embedding.2.bias": r(dim),
-        "time_projection.1.weight": r(6 * dim, dim), "time_projection.1.bias": r(6 * dim),
-        "head.head.weight": r(out_dim * 4, dim), "head.head.bias": r(out_dim * 4),
+        "patch_embedding.weight": r(dim, in_dim, 1, 2, 2),
+        "patch_embedding.bias": r(dim),
+        "text_embedding.0.weight": r(dim, text),
+        "text_embedding.0.bias": r(dim),
+        "text_embedding.2.weight": r(dim, dim),
+        "text_embedding.2.bias": r(dim),
+        "time_embedding.0.weight": r(dim, freq),
+        "time_embedding.0.bias": r(dim),
+        "time_embedding.2.weight": r(dim, dim),
+        "time_embedding.2.bias": r(dim),
+        "time_projection.1.weight": r(6 * dim, dim),
+        "time_projection.1.bias": r(6 * dim),
+        "head.head.weight": r(out_dim * 4, dim),
+        "head.head.bias": r(out_dim * 4),
         "head.modulation": r(1, 2, dim),
-        "img_emb.proj.0.weight": r(clip), "img_emb.proj.0.bias": r(clip),
-        "img_emb.proj.1.weight": r(clip, clip), "img_emb.proj.1.bias": r(clip),
-        "img_emb.proj.3.weight": r(dim, clip), "img_emb.proj.3.bias": r(dim),
-        "img_emb.proj.4.weight": r(dim), "img_emb.proj.4.bias": r(dim),
+        "img_emb.proj.0.weight": r(clip),
+        "img_emb.proj.0.bias": r(clip),
+        "img_emb.proj.1.weight": r(clip, clip),
+        "img_emb.proj.1.bias": r(clip),
+        "img_emb.proj.3.weight": r(dim, clip),
+        "img_emb.proj.3.bias": r(dim),
+        "img_emb.proj.4.weight": r(dim),
+        "img_emb.proj.4.bias": r(dim),
     }
     for i in range(layers):
         p = f"blocks.{i}."
@@ -49,8 +61,14 @@ def wan_i2v_state_dict(dim=DIM, ffn=FFN, layers=LAYERS, text=TEXT, freq=FREQ, cl
 
 
 def lpm_trunk(image_context_dim: int) -> LPMTransformer:
-    cfg = small_dit_config(dim=DIM, ffn_dim=FFN, num_layers=LAYERS, freq_dim=FREQ, cond_dim=20,
-                           image_context_dim=image_context_dim)
+    cfg = small_dit_config(
+        dim=DIM,
+        ffn_dim=FFN,
+        num_layers=LAYERS,
+        freq_dim=FREQ,
+        cond_dim=20,
+        image_context_dim=image_context_dim,
+    )
     return LPMTransformer(cfg, z_dim=16, text_dim=TEXT, audio_dim=8)
 
 
@@ -73,8 +91,10 @@ def test_wan_i2v_weights_load_with_image_context_kept():
     net = lpm_trunk(image_context_dim=CLIP)
     report = load_wan_into(net, wan)
     assert report.dropped == []
-    assert torch.equal(net.state_dict()["blocks.1.cross_attn.k_img.weight"],
-                       wan["blocks.1.cross_attn.k_img.weight"])
+    assert torch.equal(
+        net.state_dict()["blocks.1.cross_attn.k_img.weight"],
+        wan["blocks.1.cross_attn.k_img.weight"],
+    )
 
 
 def test_mismatched_shapes_are_rejected_by_name():
@@ -95,6 +115,11 @@ def test_loaded_trunk_runs_and_prefixed_checkpoints_map():
     net = lpm_trunk(0)
     load_wan_into(net, wan)
     sink = net.encode_sink([(torch.randn(1, 16, 1, 4, 4), 0, 0)])
-    out = net(torch.randn(1, 16, 2, 4, 4), torch.full((1, 2), 0.5), sink=sink,
-              frame_pos=torch.arange(2) + 4, context=torch.randn(1, 3, TEXT))
+    out = net(
+        torch.randn(1, 16, 2, 4, 4),
+        torch.full((1, 2), 0.5),
+        sink=sink,
+        frame_pos=torch.arange(2) + 4,
+        context=torch.randn(1, 3, TEXT),
+    )
     assert out.shape == (1, 16, 2, 4, 4) and torch.isfinite(out).all()
