@@ -1,0 +1,107 @@
+"""LPM-Bench-mini results as a Markdown table and a PNG figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model_core.bench.quality import COMPARISONS
+from model_core.bench.validation import VARIANTS
+
+
+def _f(v, nd: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return f"{v:.{nd}f}"
+
+
+def markdown_table(result: dict) -> str:
+    model = result["model"]
+    lines = [
+        f"LPM-Bench-mini: {result['scenarios']['samples']} samples x "
+        f"{result['scenarios']['seconds_each']} s ({', '.join(f'{k} {v}' for k, v in result['scenarios']['mix'].items())}); "
+        f"model: {model['source']}"
+        + (f" ({model['version']})" if model.get("version") else "")
+        + ("; judges UNTRAINED" if not result["judges"].get("trained") else ""),
+        "",
+        "| system | lip sync (r) | identity (cos) | listening (dP) | flicker | drift |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in result["systems"].items():
+        lines.append(
+            f"| {name} | {_f(m['lip_sync'])} | {_f(m['identity'])} | "
+            f"{_f(m['listening'])} | {_f(m['flicker'], 4)} | {_f(m['drift'])} |"
+        )
+    lines += ["", "| win rate (judge) | online wins |", "|---|---|"]
+    for other in COMPARISONS:
+        key = f"online_vs_{other}"
+        d = result["win_details"].get(key)
+        extra = f" ({d['wins']}W/{d['ties']}T/{d['losses']}L of {d['pairs']})" if d else ""
+        lines.append(f"| {key} | {_f(result['win_rates'].get(key), 2)}{extra} |")
+    return "\n".join(lines) + "\n"
+
+
+def validation_table(validation: dict) -> str:
+    lines = [
+        f"Metric validation on {validation['samples']} ground-truth samples:",
+        "",
+        "| footage | lip sync | identity | listening | flicker | judge prefers GT |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in VARIANTS:
+        m = validation["table"][v]
+        judge = validation["judge_prefers_ground_truth"].get(v)
+        lines.append(
+            f"| {v} | {_f(m['lip_sync'])} | {_f(m['identity'])} | {_f(m['listening'])} | "
+            f"{_f(m['flicker'], 4)} | {_f(judge, 2)} |"
+        )
+    sep = validation["separates"]
+    lines += [
+        "",
+        "separates real footage from broken: "
+        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in sep.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_quality(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(result["systems"])
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, metric in zip(axes[0], ("lip_sync", "identity", "listening")):
+        vals = [result["systems"][s][metric] or 0.0 for s in systems]
+        ax.bar(systems, vals, color=["#444" if s == "ground_truth" else "#3a7" for s in systems])
+        ax.set_title(metric)
+        ax.tick_params(axis="x", rotation=45)
+    ax = axes[1][0]
+    ax.bar(systems, [result["systems"][s]["flicker"] or 0.0 for s in systems], color="#a53")
+    ax.set_title("flicker (lower is better)")
+    ax.tick_params(axis="x", rotation=45)
+    ax = axes[1][1]
+    for s in systems:
+        st = result["systems"][s].get("stability")
+        if st:
+            ax.plot(
+                range(1, len(st["per_minute"]) + 1),
+                [m["identity"] for m in st["per_minute"]],
+                marker="o",
+                label=s,
+            )
+    ax.set_title("identity per minute (long stream)")
+    ax.set_xlabel("minute")
+    ax.legend(fontsize=7)
+    ax = axes[1][2]
+    keys = [k for k, v in result["win_rates"].items() if v is not None]
+    ax.barh(keys, [result["win_rates"][k] for k in keys], color="#37a")
+    ax.axvline(0.5, color="k", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_title("online win rate")
+    fig.suptitle(f"LPM-Bench-mini ({result['model']['source']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,192 @@
+"""`lpm bench quality` and `lpm bench train-judges`: LPM-Bench-mini and the judges it reads
+frames with. Registrars for the open `lpm bench` group (`model_core.cli.bench.BENCHMARKS`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model_core.cli.errors import UsageError
+
+SYSTEM_NAMES = (
+    "ground_truth",
+    "base",
+    "online",
+    "untrained",
+    "no_sink",
+    "single_ref",
+    "merged_audio",
+)
+
+
+def register_quality(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "quality",
+        help="LPM-Bench-mini: lip sync, identity, listening, stability and win rates",
+        description="Render held-out performer scenarios (speaking 40%%, listening 20%%, "
+        "dialogue 20%%, actions 10%%, unseen characters 10%%) with every system, score them "
+        "with the trained judges, validate the metrics on ground-truth footage, and report a "
+        "table, JSON and a figure.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small reproducible subset (10 samples x 2 s, 24 s stream)",
+    )
+    p.add_argument("--samples", type=int, help="scenario samples (default 100; quick 10)")
+    p.add_argument("--seconds", type=int, help="seconds per sample (default 4; quick 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEM_NAMES)}")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="model to bench (default: the shipped checkpoint if present, else random init)",
+    )
+    p.add_argument("--base-steps", type=int, help="Base sampler steps (default 8; quick 4)")
+    p.add_argument(
+        "--base-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="render Base on every N-th sample only (default 1)",
+    )
+    p.add_argument(
+        "--stream-seconds",
+        type=int,
+        help="length of the looped long stream (default 600; quick 24; 0 to skip)",
+    )
+    p.add_argument("--minute-seconds", type=int, help="'minute' length (default 60; quick 6)")
+    p.add_argument("--validation-samples", type=int, help="samples for metric validation")
+    p.add_argument("--judges", metavar="DIR", help="folder with the trained judges")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--json", metavar="OUT.json", help="write the full results here")
+    p.add_argument("--md", metavar="OUT.md", help="write the Markdown tables here")
+    p.add_argument("--png", metavar="OUT.png", help="write the figure here")
+    p.set_defaults(func=run_quality, _prog=p.prog)
+
+
+def register_train_judges(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-judges",
+        help="train the bench's mouth/pose probe and identity embedder on performer renders",
+        description="Train LPM-Bench-mini's FaceProbe (mouth opening, nod pitch, brow, yaw) "
+        "and IdentityEmbedder on training-split performer identities, validate on held-out "
+        "ones, and save both as safetensors.",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default model_core/assets/judges)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe-frames", type=int, default=6000)
+    p.add_argument("--probe-epochs", type=int, default=6)
+    p.add_argument("--embed-steps", type=int, default=400)
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=run_train_judges, _prog=p.prog)
+
+
+def _positive(name: str, value: int | None, allow_zero: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise UsageError(f"--{name} must be {'>= 0' if allow_zero else '>= 1'}, got {value}")
+
+
+def quality_settings(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from model_core.bench.quality import QualityBenchSettings, quick_settings
+
+    for name in ("samples", "seconds", "base_steps", "base_every", "minute_seconds", "threads"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    for name in ("stream_seconds", "validation_samples"):
+        _positive(name.replace("_", "-"), getattr(args, name), allow_zero=True)
+    s = quick_settings() if args.quick else QualityBenchSettings()
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "samples",
+            "seconds",
+            "base_steps",
+            "stream_seconds",
+            "minute_seconds",
+            "validation_samples",
+            "threads",
+        )
+        if getattr(args, k) is not None
+    }
+    if args.systems:
+        systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
+        bad = [x for x in systems if x not in SYSTEM_NAMES]
+        if bad or not systems:
+            raise UsageError(
+                f"unknown system {bad[0] if bad else '(none)'!r}; "
+                f"expected some of {','.join(SYSTEM_NAMES)}"
+            )
+        overrides["systems"] = systems
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    if args.judges:
+        if not Path(args.judges).is_dir():
+            raise UsageError(f"--judges {args.judges}: not a folder")
+        overrides["judges_dir"] = args.judges
+    return replace(s, seed=args.seed, preset=args.preset, base_every=args.base_every, **overrides)
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    from model_core.cli.perform import check_output_path, load_config, write_json
+
+    settings = quality_settings(args)
+    load_config(args.preset, args.checkpoint)  # unknown preset / bad checkpoint -> usage error
+    paths = {
+        k: check_output_path(getattr(args, k), f".{k}") if getattr(args, k) else None
+        for k in ("json", "md", "png")
+    }
+
+    from model_core.bench.judges import load_judges
+
+    try:
+        load_judges(Path(settings.judges_dir) if settings.judges_dir else None)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    from model_core.bench.quality import run_quality_bench
+    from model_core.bench.quality_report import markdown_table, plot_quality, validation_table
+
+    result = run_quality_bench(settings)
+    text = markdown_table(result) + "\n" + validation_table(result["validation"])
+    if paths["json"]:
+        write_json(paths["json"], result)
+    if paths["md"]:
+        paths["md"].parent.mkdir(parents=True, exist_ok=True)
+        paths["md"].write_text(text)
+    if paths["png"]:
+        paths["png"].parent.mkdir(parents=True, exist_ok=True)
+        plot_quality(result, paths["png"])
+    print(text, end="")
+    for label, path in paths.items():
+        if path:
+            print(f"  {label}: {path}")
+    return 0
+
+
+def run_train_judges(args: argparse.Namespace) -> int:
+    for name in ("probe_frames", "probe_epochs", "embed_steps", "threads"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    from model_core.bench.judges import JUDGES_DIR, save_judges
+    from model_core.bench.judges_train import JudgeTrainSettings, train_judges
+
+    out = Path(args.out) if args.out else JUDGES_DIR
+    judges = train_judges(
+        JudgeTrainSettings(
+            seed=args.seed,
+            probe_frames=args.probe_frames,
+            probe_epochs=args.probe_epochs,
+            embed_steps=args.embed_steps,
+            threads=args.threads,
+        ),
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    for path in save_judges(judges, out):
+        print(f"  saved: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+# For `model_core.cli.bench.BENCHMARKS`.
+REGISTRARS = (register_quality, register_train_judges)
