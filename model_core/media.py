@@ -96,7 +96,7 @@ def load_image(
     except (OSError, SyntaxError, ValueError) as e:
         # Truncated or corrupt data surfaces only when the pixels are decoded.
         raise MediaError(f"{p}: unreadable image ({e})") from None
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy warns otherwise
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -119,7 +119,7 @@ def fit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     nh, nw = max(height, math.ceil(h * scale)), max(width, math.ceil(w * scale))
     im = Image.fromarray(image).resize((nw, nh), Image.Resampling.LANCZOS)
     top, left = (nh - height) // 2, (nw - width) // 2
-    return np.asarray(im.crop((left, top, left + width, top + height)), dtype=np.uint8)
+    return np.array(im.crop((left, top, left + width, top + height)), dtype=np.uint8)
 
 
 # --- audio -----------------------------------------------------------------------------------

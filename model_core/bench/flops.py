@@ -9,10 +9,12 @@ outside SDPA) is not counted, which for these transformers is a few percent.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from model_core.config import LPMConfig
 
@@ -30,6 +32,22 @@ class ChunkWorkload:
     window_chunks: int | None | str = "config"  # "config", or None for the naive full history
 
 
+class _UniformMetaScalars(TorchDispatchMode):
+    """Answers a boolean asked of a meta tensor with True.
+
+    The only data-dependent branch on the Online path is the DiT's "are all frames at one
+    timestep?" test, which is true for every Online step. Any other scalar read fails loudly,
+    and a test checks that the meta count equals a real CPU run's on `tiny`.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].is_meta:
+            if args[0].dtype == torch.bool:
+                return True
+            raise RuntimeError(f"data-dependent {args[0].dtype} scalar on the meta device")
+        return func(*args, **(kwargs or {}))
+
+
 def _meta_references(cfg: LPMConfig, n_body: int, n_face: int):
     from model_core.references import EncodedReferences
 
@@ -43,16 +61,31 @@ def _meta_references(cfg: LPMConfig, n_body: int, n_face: int):
     )
 
 
+def _fused_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kw) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# The CPU's fused attention kernel has no formula in torch's counter (the meta device
+# decomposes attention into counted matmuls); without this a CPU count misses attention.
+_EXTRA_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _fused_attention_flops
+}
+
+
 def count_flops(fn, *args, **kwargs) -> tuple[int, object]:
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         out = fn(*args, **kwargs)
     return int(counter.get_total_flops()), out
 
 
 def online_chunk_flops(
-    cfg: LPMConfig, workload: ChunkWorkload | None = None, model=None
+    cfg: LPMConfig,
+    workload: ChunkWorkload | None = None,
+    model=None,
+    stages: tuple[str, ...] = STAGES,
 ) -> dict[str, int]:
-    """FLOPs per stage of one 1-second chunk: {"audio", "backbone", "refiner", "vae"}.
+    """FLOPs per stage of one 1-second chunk: {"audio", "backbone", "refiner", "vae"}, or
+    the `stages` asked for (the Backbone is always run: the later stages need its output).
 
     `model` may be a real (CPU) model to cross-check the meta count; by default one is built
     on the meta device.
@@ -72,17 +105,22 @@ def online_chunk_flops(
     window = cfg.online.window_chunks if wl.window_chunks == "config" else wl.window_chunks
     history = wl.history_chunks if wl.history_chunks is not None else (window or 0)
     sr = cfg.audio.sample_rate
-    with torch.device(device), torch.no_grad():
+    scalars = _UniformMetaScalars() if device.type == "meta" else contextlib.nullcontext()
+    with torch.device(device), torch.no_grad(), scalars:
         refs = _meta_references(cfg, n_body, n_face)
         context = torch.zeros(1, max(1, tokens), cfg.text.dim)
         stream = OnlineStream(model, refs, context, None, window_chunks=window)
         silence = torch.zeros(sr)
-        for _ in range(history):  # fill the KV window and the audio history first
-            stream.backbone(stream.encode_audio(silence, silence))
-            stream.index += 1
+        if history:  # fill the KV window first; its cost depends on shapes only, so one
+            stream.backbone(stream.encode_audio(silence, silence))  # chunk's K/V is reused
+            for _ in range(history - 1):
+                stream.cache.append(stream.cache.chunks[-1])
+            stream.index += history
         flops: dict[str, int] = {}
         flops["audio"], audio = count_flops(stream.encode_audio, silence, silence)
         flops["backbone"], x0 = count_flops(stream.backbone, audio)
-        flops["refiner"], latents = count_flops(stream.refine, x0, audio)
-        flops["vae"], _ = count_flops(stream.decoder.push, latents)
-    return flops
+        if "refiner" in stages or "vae" in stages:
+            flops["refiner"], latents = count_flops(stream.refine, x0, audio)
+        if "vae" in stages:
+            flops["vae"], _ = count_flops(stream.decoder.push, latents)
+    return {k: v for k, v in flops.items() if k in stages}

@@ -48,6 +48,21 @@ def register_realtime(sub: argparse._SubParsersAction) -> None:
         help="stop the naive run once one chunk takes longer than this (default 20)",
     )
     p.add_argument("--threads", type=int, help="torch threads (default: all logical CPUs)")
+    p.add_argument(
+        "--warmup-chunks",
+        type=int,
+        default=2,
+        metavar="N",
+        help="chunks of a throwaway first stream, so the measured ones see a warm process "
+        "(default 2)",
+    )
+    p.add_argument(
+        "--peak-matmul-n",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="side of the square fp32 matmul that measures the FLOP/s peak (default 2048)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT.json", help="write the full results here")
     p.add_argument("--png", metavar="OUT.png", help="plot per-chunk latency over time here")
@@ -61,6 +76,10 @@ def run_realtime(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds must be >= 1, got {args.seconds}")
     if args.naive_seconds < 0:
         raise UsageError(f"--naive-seconds must be >= 0, got {args.naive_seconds}")
+    if args.warmup_chunks < 1:
+        raise UsageError(f"--warmup-chunks must be >= 1, got {args.warmup_chunks}")
+    if args.peak_matmul_n < 64:
+        raise UsageError(f"--peak-matmul-n must be >= 64, got {args.peak_matmul_n}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     load_config(args.preset, args.checkpoint)  # unknown preset / bad checkpoint -> usage error

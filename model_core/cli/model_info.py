@@ -83,7 +83,9 @@ def model_info(preset: str) -> dict:
 
 
 def _human(n: float, unit: str = "") -> str:
-    for scale, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
+    # Parameters read as B (billions); FLOPs use SI prefixes (GFLOP, TFLOP).
+    giga = " G" if unit else " B"
+    for scale, suffix in ((1e12, " T"), (1e9, giga), (1e6, " M"), (1e3, " k")):
         if abs(n) >= scale:
             return f"{n / scale:.2f}{suffix}{unit}"
     return f"{n:.0f} {unit}".rstrip()
