@@ -1,12 +1,14 @@
 """`lpm bench ...`: benchmarks as commands with JSON output.
 
-The group is open: each benchmark is a registrar in `BENCHMARKS` that adds its own sub-command
-(`realtime` here; `quality` from the training side is added to the same list).
+The group is open: each benchmark is a registrar that adds its own sub-command. `realtime` is
+here; other files join by listing their registrars in a module-level `REGISTRARS` and naming
+the module in `BENCHMARK_MODULES` (`quality` and `train-judges` from the bench/training side).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench", help="benchmarks (JSON output)", description="Benchmarks with JSON output."
     )
     sub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
-    for register_benchmark in BENCHMARKS:
+    for register_benchmark in benchmark_registrars():
         register_benchmark(sub)
 
 
@@ -116,5 +118,18 @@ def run_realtime(args: argparse.Namespace) -> int:
     return 0
 
 
-# Each adds one `lpm bench <name>` sub-command.
-BENCHMARKS: list[Callable[[argparse._SubParsersAction], None]] = [register_realtime]
+# Modules with a `REGISTRARS` tuple; one not written yet is skipped.
+BENCHMARK_MODULES = ("model_core.cli.bench_quality",)
+
+
+def benchmark_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    registrars = [register_realtime]
+    for name in BENCHMARK_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        registrars.extend(module.REGISTRARS)
+    return registrars
