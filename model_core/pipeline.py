@@ -36,7 +36,7 @@ __all__ = [
 
 def image_to_tensor(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """uint8 (H, W, 3) -> (1, 3, h, w) in [-1, 1]: centre-crop to the aspect, then resize."""
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()[None] / 127.5 - 1
+    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float()[None] / 127.5 - 1
     h, w = x.shape[-2:]
     th, tw = size
     scale = min(h / th, w / tw)
