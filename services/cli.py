@@ -9,24 +9,16 @@ Service commands live here (`serve`, `admin`, `db`, `identity`); the model-side 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from model_core.cli import OneLineArgumentParser, register_model_commands
 from model_core.cli.errors import UsageError
 
-MODEL_COMMANDS = ("perform", "model_info", "bench", "data", "train", "demo")
 DEFAULT_IDENTITY_TARGET = "127.0.0.1:50051"
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """Argument errors as one line, `lpm <cmd>: error: <msg>`, exit 2 (no usage dump)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # --- serve / admin / db ---------------------------------------------------------------------
@@ -204,21 +196,10 @@ def _register_service_commands(sub) -> None:
     q.add_argument("--ttl", type=int, default=0, help="seconds (default 900)")
 
 
-def _register_model_commands(sub) -> None:
-    for name in MODEL_COMMANDS:
-        try:
-            module = importlib.import_module(f"model_core.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"model_core.cli.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="lpm", description="LPM real-time character performance")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _register_model_commands(sub)
+    register_model_commands(sub)
     _register_service_commands(sub)
     return parser
 
