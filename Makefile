@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 DEMO_OUT ?= out/demo.mp4
 
-.PHONY: demo test test-slow lint format sysdeps venv venv-all protos services-up bench clean
+.PHONY: demo test test-slow lint format sysdeps venv venv-all protos services-up bench train-tiny clean
 
 # --- bootstrap ---------------------------------------------------------------------------
 $(BIN)/python:
@@ -56,6 +56,13 @@ test-slow: sysdeps venv-all protos services-up
 
 bench: venv
 	$(BIN)/lpm bench realtime --preset tiny --seconds 600 --json out/bench_realtime.json
+
+# The whole tiny curriculum from `lpm data synth` on (about 2 h on 2 CPU cores; resumable:
+# re-running continues where it stopped). docs/training.md has the recipe.
+TRAIN_WORK ?= out/train-tiny
+train-tiny: sysdeps venv-all
+	$(BIN)/lpm train all --preset tiny --work $(TRAIN_WORK) --threads 1 \
+		--ship model_core/assets/checkpoints/tiny
 
 clean:
 	rm -rf out build .pytest_cache

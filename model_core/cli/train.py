@@ -46,19 +46,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="objective option, e.g. beta=500 (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g = p.add_argument_group("all")
     g.add_argument("--work", help="work folder of `all` (data, checkpoints, report)")
     g.add_argument(
         "--synth-minutes",
         type=float,
-        default=8.0,
-        help="minutes of performer footage `all` synthesizes (default 8)",
+        default=10.0,
+        help="minutes of performer footage `all` synthesizes (default 10)",
     )
     g.add_argument(
         "--scale",
         type=float,
         default=1.0,
         help="multiply every stage's steps (e.g. 0.02 for a smoke run)",
+    )
+    g.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every stage's time budget (the tiny recipe's sum is about 100 min)",
     )
     g.add_argument("--ship", help="write the final model here as float16")
     g.add_argument("--stages", help="comma-separated subset of stages for `all`")
@@ -92,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     options = _options(args.option)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.stage == "all":
         return _run_all(args)
     if not args.out:
@@ -152,6 +165,7 @@ def _run_all(args: argparse.Namespace) -> int:
         args.preset,
         data=args.data,
         synth_minutes=args.synth_minutes,
+        time_scale=args.time_scale,
         scale=args.scale,
         stages=stages,
         ship=args.ship,

@@ -26,7 +26,7 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     max_minutes: float | None = None  # stop (checkpointed, finalized) when the budget is spent
-    clip_seconds: int = 3  # seconds per cached latent window (stages crop what they need)
+    clip_seconds: int = 2  # seconds per cached latent window (stages crop what they need)
     max_windows: int = 256  # windows encoded into the latent cache
     max_recordings: int | None = None
     latent_cache: str | None = None  # where the latent cache lives (default: <work>/latents.pt)
@@ -41,11 +41,11 @@ class TrainConfig:
 # The `tiny` curriculum: steps, batch and learning rate per stage, sized so that all stages
 # together fit in about two hours of a 2-core CPU shared with other work (docs/training.md).
 TINY_CURRICULUM: dict[str, dict[str, Any]] = {
-    "vae": dict(steps=600, batch=2, lr=5e-4, options={"frames": 9}),
-    "base": dict(steps=1200, batch=4, lr=3e-4, ema=0.0),
-    "ode": dict(steps=300, batch=2, lr=1e-4, options={"ode_steps": 8}),
-    "dmd-off": dict(steps=150, batch=2, lr=2e-5, options={"generator_every": 2}),
-    "dmd-on": dict(steps=100, batch=2, lr=2e-5, options={"generator_every": 2}),
-    "refiner": dict(steps=300, batch=4, lr=2e-4),
-    "dpo": dict(steps=60, batch=2, lr=5e-6, options={"beta": 500.0}),
+    "vae": dict(steps=800, batch=2, lr=5e-4, options={"frames": 9}),
+    "base": dict(steps=1500, batch=2, lr=3e-4),
+    "ode": dict(steps=300, batch=2, lr=1e-4, options={"ode_steps": 4}),
+    "dmd-off": dict(steps=300, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "dmd-on": dict(steps=200, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "refiner": dict(steps=400, batch=2, lr=2e-4),
+    "dpo": dict(steps=100, batch=2, lr=5e-6, options={"beta": 500.0}),
 }

@@ -54,7 +54,8 @@ def curate_data(raw: Path, out: Path, log=print) -> Path:
         )
         return raw
     log(f"[curate] {raw} -> {out}")
-    curate(raw, out)
+    result = curate(str(raw), str(out))
+    log(f"[curate] {json.dumps(result.summary)}")
     return out
 
 
@@ -62,9 +63,10 @@ def run_curriculum(
     work: str | Path,
     preset: str = "tiny",
     data: str | None = None,
-    synth_minutes: float = 8.0,
+    synth_minutes: float = 10.0,
     scale: float = 1.0,
     minutes: dict[str, float] | None = None,
+    time_scale: float = 1.0,
     stages: list[str] | None = None,
     ship: str | Path | None = None,
     progress: bool = True,
@@ -81,8 +83,14 @@ def run_curriculum(
         raw = synthesize_data(work / "data", synth_minutes, log=log)
         data = str(curate_data(raw, work / "curated", log=log))
         report.setdefault("data_s", round(time.perf_counter() - t0, 1))
-    report |= {"preset": preset, "data": data, "scale": scale}
-    budget = minutes if minutes is not None else TINY_MINUTES
+    budget = {k: v * time_scale for k, v in (minutes or TINY_MINUTES).items()}
+    report |= {
+        "preset": preset,
+        "data": data,
+        "scale": scale,
+        "time_scale": time_scale,
+        "minutes": budget,
+    }
     init = None
     for stage in stages or list(STAGES):
         out = work / "ckpt" / stage
