@@ -216,14 +216,27 @@ def _window_score(kind: str, state: list[str], gesture: list[str], reaction: lis
     return min(sp, li) + 0.2 * re if min(sp, li) >= 0.15 else -1 + min(sp, li)
 
 
+_SHARED_SYNTH: EspeakSynth | None = None
+
+
+def shared_synth() -> EspeakSynth:
+    """One memoising synthesiser per process. espeak-ng's output for a line depends slightly
+    on what the library said before (its global state), so a line is synthesised once and
+    reused: a bench run twice in one process then hears exactly the same audio."""
+    global _SHARED_SYNTH
+    if _SHARED_SYNTH is None:
+        _SHARED_SYNTH = EspeakSynth()
+    return _SHARED_SYNTH
+
+
 class ScenarioRenderer:
-    """Renders samples; the espeak cache is shared so repeated lines are synthesised once."""
+    """Renders samples with the shared synthesiser, so repeated lines are synthesised once."""
 
     SCRIPT_SECONDS = 40.0
 
     def __init__(self, size: int = 128, synth: EspeakSynth | None = None):
         self.size = size
-        self.synth = synth or EspeakSynth()
+        self.synth = synth or shared_synth()
 
     def script_for(self, identity: CharacterIdentity, seconds: float, seed: int) -> Script:
         partner = sample_identity(PARTNER_OFFSET + identity.index, 0).voice

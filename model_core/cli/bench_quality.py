@@ -77,9 +77,9 @@ def register_train_judges(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default model_core/assets/judges)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--probe-frames", type=int, default=6000)
-    p.add_argument("--probe-epochs", type=int, default=6)
-    p.add_argument("--embed-steps", type=int, default=400)
+    p.add_argument("--probe-frames", type=int, default=4000)
+    p.add_argument("--probe-epochs", type=int, default=8)
+    p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--threads", type=int)
     p.set_defaults(func=run_train_judges, _prog=p.prog)
 

@@ -1,0 +1,70 @@
+"""Metric functions on synthetic signals (no models)."""
+
+import numpy as np
+
+from model_core.bench.metrics.flicker import flicker
+from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
+from model_core.bench.metrics.listening import listening_score, reaction_frames
+from model_core.bench.metrics.stability import drift
+from model_core.bench.metrics.win_rate import preference, win_rate
+
+
+def test_lip_sync_is_correlation_and_needs_speech():
+    rng = np.random.default_rng(0)
+    energy = np.abs(np.sin(np.arange(48) / 3.0))
+    speaking = np.ones(48, bool)
+    assert lip_sync_score(energy * 2 + 0.1, energy, speaking) > 0.95
+    assert abs(lip_sync_score(rng.permutation(energy), energy, speaking)) < 0.5
+    assert lip_sync_score(np.full(48, 0.3), energy, speaking) == 0.0
+    assert lip_sync_score(energy, energy, np.zeros(48, bool)) is None
+    assert pearson(np.ones(5) + 1e-7 * np.arange(5), np.arange(5.0)) == 0.0
+
+
+def test_reactions_are_bumps_above_a_moving_baseline():
+    t = np.arange(240)
+    pitch = 2 * np.sin(t / 40)  # slow posture sway: not a reaction
+    brow = np.zeros(240)
+    assert not reaction_frames(pitch, brow).any()
+    pitch = pitch.copy()
+    pitch[100:112] += 11 * np.sin(np.linspace(0, np.pi, 12))  # a nod
+    brow[180:196] += 0.8 * np.sin(np.linspace(0, np.pi, 16))  # a brow raise
+    r = reaction_frames(pitch, brow)
+    assert r[100:112].any() and r[180:196].any()
+    assert not r[:95].any() and not r[120:175].any()
+
+
+def test_listening_score_contrasts_listening_with_silence():
+    assert np.isclose(listening_score(np.array([30, 100, 2, 100])), 0.28)
+    assert listening_score(np.array([30, 100, 30, 100])) == 0.0
+    assert listening_score(np.array([30, 100, 0, 5])) is None
+
+
+def test_flicker_separates_smooth_motion_from_noise():
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 24)[:, None, None, None] * np.ones((24, 8, 8, 3))
+    smooth = ramp.astype(np.uint8)
+    noise = rng.integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
+    assert flicker(smooth) < 0.01 < 0.2 < flicker(noise)
+    assert flicker(np.repeat(smooth[:1], 24, 0)) == 0.0
+
+
+def test_drift_is_the_worst_relative_degradation_from_minute_one():
+    minutes = [
+        {"lip_sync": 0.5, "identity": 0.8, "listening": 0.2, "flicker": 0.01},
+        {"lip_sync": 0.45, "identity": 0.8, "listening": 0.25, "flicker": 0.01},
+        {"lip_sync": 0.5, "identity": 0.6, "listening": 0.2, "flicker": 0.02},
+    ]
+    d = drift(minutes)
+    assert np.isclose(d["lip_sync"], 0.1) and np.isclose(d["identity"], 0.25)
+    assert d["listening"] == 0.0 and np.isclose(d["flicker"], 1.0)
+    assert np.isclose(d["worst"], 1.0)
+    assert drift(minutes[:1])["worst"] is None
+
+
+def test_judge_prefers_better_metrics_and_ties_identical_renders():
+    good = {"lip_sync": 0.6, "identity": 0.9, "listening": 0.2, "flicker": 0.003}
+    bad = {"lip_sync": 0.0, "identity": 0.5, "listening": 0.0, "flicker": 0.2}
+    assert preference(good, bad) > 0 > preference(bad, good)
+    assert preference({**good, "lip_sync": None}, bad) > 0  # a metric one side lacks is skipped
+    r = win_rate([(good, bad), (good, good), (bad, good)])
+    assert (r["wins"], r["ties"], r["losses"], r["rate"]) == (1, 1, 1, 0.5)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from model_core.bench.scenarios import (
+    KINDS,
+    MIX,
+    ScenarioRenderer,
+    scenario_counts,
+    scenario_specs,
+)
+from model_core.data.performer.corpus import lines_for
+from model_core.data.performer.identity import split_of
+
+
+def test_default_bench_has_the_stated_mix_and_at_least_100_samples():
+    specs = scenario_specs(100, 4)
+    assert len(specs) >= 100
+    counts = {k: sum(s.kind == k for s in specs) for k in KINDS}
+    assert counts == {"speaking": 40, "listening": 20, "dialogue": 20, "actions": 10, "unseen": 10}
+
+
+@pytest.mark.parametrize("n", [5, 10, 37, 100, 250])
+def test_counts_sum_to_n_and_follow_the_mix(n):
+    counts = scenario_counts(n)
+    assert sum(counts.values()) == n
+    for k, p in MIX.items():
+        assert abs(counts[k] - n * p) < 1
+
+
+def test_prefix_keeps_the_mix():
+    """Kinds are interleaved, so a quick prefix of the bench is still a mix."""
+    kinds = [s.kind for s in scenario_specs(100, 4)[:10]]
+    assert {k: kinds.count(k) for k in KINDS} == scenario_counts(10)
+
+
+def test_specs_are_seeded_and_use_held_out_identities():
+    a, b = scenario_specs(20, 2, seed=3), scenario_specs(20, 2, seed=3)
+    assert a == b
+    assert a != scenario_specs(20, 2, seed=4)
+    assert all(split_of(s.identity_index) == "heldout" for s in a)
+    assert len({(s.population, s.identity_index) for s in a}) == len(a)
+    assert {s.population for s in a if s.kind == "unseen"} != {0}
+
+
+@pytest.fixture(scope="module")
+def dialogue_sample():
+    spec = next(s for s in scenario_specs(10, 2) if s.kind == "dialogue")
+    return ScenarioRenderer().render(spec)
+
+
+def test_rendered_sample_has_footage_audio_references_and_labels(dialogue_sample):
+    s = dialogue_sample
+    assert s.frames.shape == (48, 128, 128, 3) and s.frames.dtype == np.uint8
+    assert s.speak.shape == s.listen.shape == (32000,)
+    assert s.refs.global_image.shape == (128, 128, 3)
+    assert set(s.refs.body) == {"front", "left", "right", "back"} and len(s.refs.face) == 8
+    for arr in (s.state, s.mouth_open, s.head_yaw, s.reaction, s.speech_energy):
+        assert len(arr) == 48
+    # A dialogue window holds both voices.
+    assert (s.state == "speaking").any() and (s.state == "listening").any()
+
+
+def test_sample_speech_comes_from_held_out_lines(dialogue_sample):
+    heldout = {line.text for line in lines_for("heldout")}
+    said = dialogue_sample.text.split('saying "')[-1].rstrip('"')
+    assert said in heldout
+
+
+def test_rendering_is_deterministic(dialogue_sample):
+    again = ScenarioRenderer().render(dialogue_sample.spec)
+    assert np.array_equal(again.frames, dialogue_sample.frames)
+    assert np.array_equal(again.speak, dialogue_sample.speak)
