@@ -33,8 +33,8 @@ MINUTE = 60
 class RealtimeBenchSettings:
     preset: str = "tiny"
     seconds: int = 600
-    naive_seconds: int = 120
-    naive_max_chunk_s: float = 20.0  # stop the naive run early once a chunk takes this long
+    naive_seconds: int = 60
+    naive_max_chunk_s: float = 30.0  # stop the naive run early once a chunk takes this long
     threads: int | None = None  # None: os.cpu_count()
     checkpoint: str | None = None
     seed: int = 0

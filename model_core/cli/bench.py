@@ -38,16 +38,17 @@ def register_realtime(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--naive-seconds",
         type=int,
-        default=120,
+        default=60,
         metavar="N",
-        help="length of the naive full-history baseline run, 0 to skip (default 120)",
+        help="length of the naive full-history baseline run, whose chunk cost grows with its "
+        "length; 0 to skip (default 60)",
     )
     p.add_argument(
         "--naive-max-chunk-s",
         type=float,
-        default=20.0,
+        default=30.0,
         metavar="S",
-        help="stop the naive run once one chunk takes longer than this (default 20)",
+        help="stop the naive run once one chunk takes longer than this (default 30)",
     )
     p.add_argument("--threads", type=int, help="torch threads (default: all logical CPUs)")
     p.add_argument(

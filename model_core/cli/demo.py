@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from model_core.sample import load_sample
 
+    perform_cmd.resolve_checkpoint(args)
     config = perform_cmd.load_config(args.preset, args.checkpoint)
     output = perform_cmd.check_output_path(args.output, ".mp4")
     stats_path = (
@@ -59,4 +60,11 @@ def run(args: argparse.Namespace) -> int:
         f'"{sample.speak_line}"\n'
         f"  play it: ffplay {output}  (or open it in any video player)"
     )
+    if not args.checkpoint:
+        print(
+            f"  note: no trained checkpoint for '{config.name}' was found in "
+            f"{perform_cmd.SHIPPED_CHECKPOINTS}, so these are the frames of an untrained model "
+            "(noise). Ship one with `lpm train all --preset tiny --ship "
+            "model_core/assets/checkpoints/tiny` or pass --checkpoint."
+        )
     return 0

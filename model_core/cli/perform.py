@@ -60,11 +60,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, _prog=p.prog)
 
 
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+
+
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", help="model preset (default: tiny)")
-    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint folder (default: random init)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint folder (default: the preset's shipped checkpoint in "
+        "model_core/assets/checkpoints/ if there is one, else random weights)",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="ignore any shipped checkpoint and use random weights (cost is the same)",
+    )
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> None:
+    """Fill in the shipped checkpoint of the preset when none is given."""
+    if args.checkpoint or getattr(args, "random_weights", False):
+        return
+    shipped = SHIPPED_CHECKPOINTS / args.preset
+    if (shipped / "model.safetensors").is_file() and (shipped / "config.json").is_file():
+        args.checkpoint = str(shipped)
 
 
 @dataclass
@@ -81,6 +103,7 @@ class PerformInputs:
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_checkpoint(args)
     config = load_config(args.preset, args.checkpoint)
     inputs = load_inputs(args, config)
     output = check_output_path(args.output, ".mp4")
