@@ -14,14 +14,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="synthesize, curate and report training data")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
-    p = sub.add_parser("synth", help="render raw recordings of synthetic characters with ground truth")
+    p = sub.add_parser(
+        "synth", help="render raw recordings of synthetic characters with ground truth"
+    )
     p.add_argument("--minutes", type=float, required=True, help="total footage to render")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=128, help="frame size in pixels (square)")
     p.add_argument("--recording-seconds", type=float, default=60.0, help="length of each recording")
-    p.add_argument("--split", choices=("train", "heldout"), default="train",
-                   help="identities and speech lines: training or held-out (for the bench)")
+    p.add_argument(
+        "--split",
+        choices=("train", "heldout"),
+        default="train",
+        help="identities and speech lines: training or held-out (for the bench)",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel render processes")
     p.add_argument("--json", help="also write the run summary here")
     p.set_defaults(func=run_synth, _prog="lpm data synth")
@@ -32,10 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128, help="training frame size")
     p.set_defaults(func=run_curate, _prog="lpm data curate")
 
-    p = sub.add_parser("report", help="retention, per-stage precision/recall, dialogue F1, throughput")
+    p = sub.add_parser(
+        "report", help="retention, per-stage precision/recall, dialogue F1, throughput"
+    )
     p.add_argument("dir", metavar="DIR", help="curation output (folder or s3://bucket/prefix)")
-    p.add_argument("--png", nargs="?", const="", default=None,
-                   help="write a figure (default DIR/report.png for a folder)")
+    p.add_argument(
+        "--png",
+        nargs="?",
+        const="",
+        default=None,
+        help="write a figure (default DIR/report.png for a folder)",
+    )
     p.add_argument("--json", dest="json_path", metavar="PATH", help="write the figures as JSON")
     p.set_defaults(func=run_report, _prog="lpm data report")
 
@@ -51,8 +64,15 @@ def run_synth(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     from model_core.data.performer.synth import SynthPlan, synthesize
 
-    plan = SynthPlan(Path(args.out), args.minutes, args.seed, args.size, args.recording_seconds,
-                     args.split, workers=args.workers)
+    plan = SynthPlan(
+        Path(args.out),
+        args.minutes,
+        args.seed,
+        args.size,
+        args.recording_seconds,
+        args.split,
+        workers=args.workers,
+    )
 
     def progress(r: dict) -> None:
         state = "exists, skipped" if r["skipped"] else f"{r['frames']} frames"
@@ -71,8 +91,12 @@ def run_curate(args: argparse.Namespace) -> int:
     if args.size < 32 or args.size % 16:
         raise UsageError("--size must be a multiple of 16, at least 32")
     try:
-        result = curate(args.input, args.output, CurateOptions(size=args.size),
-                        progress=lambda name, msg: print(f"{name}: {msg}", file=sys.stderr))
+        result = curate(
+            args.input,
+            args.output,
+            CurateOptions(size=args.size),
+            progress=lambda name, msg: print(f"{name}: {msg}", file=sys.stderr),
+        )
     except CurationInputError as e:
         raise UsageError(str(e)) from e
     for err in result.errors.values():
@@ -94,7 +118,11 @@ def run_report(args: argparse.Namespace) -> int:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=1))
     if args.png is not None:
-        png = args.png or (str(Path(args.dir) / "report.png") if not str(args.dir).startswith("s3://") else "report.png")
+        png = args.png or (
+            str(Path(args.dir) / "report.png")
+            if not str(args.dir).startswith("s3://")
+            else "report.png"
+        )
         write_png(report, png)
         print(f"figure: {png}", file=sys.stderr)
     return 0

@@ -38,7 +38,11 @@ def build_report(store: Store) -> dict:
     retention = {"raw_frames": raw, "raw_seconds": round(raw / fps, 2)}
     prev = raw
     for s in STAGES:
-        retention[s] = {"frames": kept[s], "of_raw": _ratio(kept[s], raw), "of_previous": _ratio(kept[s], prev)}
+        retention[s] = {
+            "frames": kept[s],
+            "of_raw": _ratio(kept[s], raw),
+            "of_previous": _ratio(kept[s], prev),
+        }
         prev = kept[s]
     stage_seconds = {s: round(sum(d["seconds"][s] for d in done), 3) for s in STAGES}
     total_s = sum(d["wall_s"] for d in done)
@@ -49,43 +53,76 @@ def build_report(store: Store) -> dict:
         "stage_seconds": stage_seconds,
         "stage_raw_seconds_per_second": {s: _ratio(raw / fps, v) for s, v in stage_seconds.items()},
     }
-    report: dict = {"recordings": len(done), "errors": errors, "clips": sum(d["clips"] for d in done),
-                    "retention": _ratio(kept["captions"], raw), "retention_by_stage": retention,
-                    "throughput": throughput}
+    report: dict = {
+        "recordings": len(done),
+        "errors": errors,
+        "clips": sum(d["clips"] for d in done),
+        "retention": _ratio(kept["captions"], raw),
+        "retention_by_stage": retention,
+        "throughput": throughput,
+    }
     evals = [e for e in evals if e]
     if evals:
         sh = {k: sum(e["shots"][k] for e in evals) for k in evals[0]["shots"]}
         q = {k: sum(e["quality"][k] for e in evals) for k in ("tp", "fp", "fn", "tn")}
-        per_defect = {d: [sum(e["quality"]["per_defect"][d][i] for e in evals) for i in (0, 1)]
-                      for d in VISUAL_DEFECTS}
+        per_defect = {
+            d: [sum(e["quality"]["per_defect"][d][i] for e in evals) for i in (0, 1)]
+            for d in VISUAL_DEFECTS
+        }
         iou_n = sum(e["quality"]["subject_iou_n"] for e in evals)
         face_n = sum(e["quality"]["face_in_crop_n"] for e in evals)
-        dl = {k: sum(e["dialogue"][k] for e in evals) for k in ("mismatch_tp", "mismatch_fp", "mismatch_fn")}
+        dl = {
+            k: sum(e["dialogue"][k] for e in evals)
+            for k in ("mismatch_tp", "mismatch_fp", "mismatch_fn")
+        }
         confusion = np.sum([np.array(e["dialogue"]["confusion"]) for e in evals], axis=0)
         f1 = f1_scores(confusion)
         cap = {k: sum(e["captions"][k] for e in evals) for k in ("clips", "state_agree")}
         report["stages"] = {
-            "shots": {"precision": _ratio(sh["tp_detected"], sh["detected"]),
-                      "recall": _ratio(sh["tp_planted"], sh["planted"]),
-                      "planted": sh["planted"], "detected": sh["detected"]},
-            "quality": {"precision": _ratio(q["tp"], q["tp"] + q["fp"]),
-                        "recall": _ratio(q["tp"], q["tp"] + q["fn"]), **q,
-                        "recall_by_defect": {d: _ratio(v[0], v[1]) for d, v in per_defect.items()},
-                        "defective_shots_by_defect": {d: v[1] for d, v in per_defect.items()},
-                        "subject_box_iou": _ratio(sum(e["quality"]["subject_iou_sum"] for e in evals), iou_n),
-                        "face_inside_crop": _ratio(sum(e["quality"]["face_in_crop"] for e in evals), face_n)},
-            "dialogue": {"precision": round(float(np.mean([f1[s]["precision"] for s in STATES])), 4),
-                         "recall": round(float(np.mean([f1[s]["recall"] for s in STATES])), 4),
-                         "per_state": {s: {k: round(v, 4) for k, v in f1[s].items()} for s in STATES},
-                         "audio_mismatch_precision": _ratio(dl["mismatch_tp"], dl["mismatch_tp"] + dl["mismatch_fp"]),
-                         "audio_mismatch_recall": _ratio(dl["mismatch_tp"], dl["mismatch_tp"] + dl["mismatch_fn"]),
-                         **dl},
-            "captions": {"precision": _ratio(cap["state_agree"], cap["clips"]),
-                         "recall": _ratio(cap["state_agree"], cap["clips"]), **cap},
+            "shots": {
+                "precision": _ratio(sh["tp_detected"], sh["detected"]),
+                "recall": _ratio(sh["tp_planted"], sh["planted"]),
+                "planted": sh["planted"],
+                "detected": sh["detected"],
+            },
+            "quality": {
+                "precision": _ratio(q["tp"], q["tp"] + q["fp"]),
+                "recall": _ratio(q["tp"], q["tp"] + q["fn"]),
+                **q,
+                "recall_by_defect": {d: _ratio(v[0], v[1]) for d, v in per_defect.items()},
+                "defective_shots_by_defect": {d: v[1] for d, v in per_defect.items()},
+                "subject_box_iou": _ratio(
+                    sum(e["quality"]["subject_iou_sum"] for e in evals), iou_n
+                ),
+                "face_inside_crop": _ratio(
+                    sum(e["quality"]["face_in_crop"] for e in evals), face_n
+                ),
+            },
+            "dialogue": {
+                "precision": round(float(np.mean([f1[s]["precision"] for s in STATES])), 4),
+                "recall": round(float(np.mean([f1[s]["recall"] for s in STATES])), 4),
+                "per_state": {s: {k: round(v, 4) for k, v in f1[s].items()} for s in STATES},
+                "audio_mismatch_precision": _ratio(
+                    dl["mismatch_tp"], dl["mismatch_tp"] + dl["mismatch_fp"]
+                ),
+                "audio_mismatch_recall": _ratio(
+                    dl["mismatch_tp"], dl["mismatch_tp"] + dl["mismatch_fn"]
+                ),
+                **dl,
+            },
+            "captions": {
+                "precision": _ratio(cap["state_agree"], cap["clips"]),
+                "recall": _ratio(cap["state_agree"], cap["clips"]),
+                **cap,
+            },
         }
         report["dialogue_state_macro_f1"] = round(f1["macro_f1"], 4)
-        report["confusion_matrix"] = {"labels": list(STATES), "rows": "ground truth",
-                                      "cols": "predicted", "matrix": confusion.tolist()}
+        report["confusion_matrix"] = {
+            "labels": list(STATES),
+            "rows": "ground truth",
+            "cols": "predicted",
+            "matrix": confusion.tolist(),
+        }
     else:
         report["dialogue_state_macro_f1"] = None
     return report
@@ -97,7 +134,9 @@ def format_report(r: dict) -> str:
     lines.append(f"raw: {rb['raw_frames']} frames ({rb['raw_seconds']} s)")
     lines.append("retention per stage (frames kept, of raw, of previous stage):")
     for s in STAGES:
-        lines.append(f"  {s:9s} {rb[s]['frames']:8d}  {_pct(rb[s]['of_raw'])}  {_pct(rb[s]['of_previous'])}")
+        lines.append(
+            f"  {s:9s} {rb[s]['frames']:8d}  {_pct(rb[s]['of_raw'])}  {_pct(rb[s]['of_previous'])}"
+        )
     lines.append(f"overall retention: {_pct(r['retention'])}")
     if r.get("stages"):
         lines.append("per-stage precision / recall against ground truth:")
@@ -105,11 +144,20 @@ def format_report(r: dict) -> str:
             st = r["stages"][s]
             lines.append(f"  {s:9s} P={_num(st['precision'])}  R={_num(st['recall'])}")
         q = r["stages"]["quality"]
-        lines.append("  quality recall by defect: " + ", ".join(
-            f"{d}={_num(v)}({q['defective_shots_by_defect'][d]})" for d, v in q["recall_by_defect"].items()))
-        lines.append(f"  subject box IoU {_num(q['subject_box_iou'])}, face inside crop {_pct(q['face_inside_crop'])}")
+        lines.append(
+            "  quality recall by defect: "
+            + ", ".join(
+                f"{d}={_num(v)}({q['defective_shots_by_defect'][d]})"
+                for d, v in q["recall_by_defect"].items()
+            )
+        )
+        lines.append(
+            f"  subject box IoU {_num(q['subject_box_iou'])}, face inside crop {_pct(q['face_inside_crop'])}"
+        )
         d = r["stages"]["dialogue"]
-        lines.append(f"  audio mismatch P={_num(d['audio_mismatch_precision'])} R={_num(d['audio_mismatch_recall'])}")
+        lines.append(
+            f"  audio mismatch P={_num(d['audio_mismatch_precision'])} R={_num(d['audio_mismatch_recall'])}"
+        )
         lines.append(f"dialogue state macro F1: {r['dialogue_state_macro_f1']:.4f}")
         lines.append("confusion (rows ground truth, cols predicted):")
         lines.append("  " + " " * 10 + "".join(f"{s:>11s}" for s in STATES))
@@ -117,11 +165,17 @@ def format_report(r: dict) -> str:
             lines.append(f"  {s:10s}" + "".join(f"{v:11d}" for v in row))
         for s in STATES:
             ps = d["per_state"][s]
-            lines.append(f"  {s:10s} P={ps['precision']:.3f} R={ps['recall']:.3f} F1={ps['f1']:.3f}")
+            lines.append(
+                f"  {s:10s} P={ps['precision']:.3f} R={ps['recall']:.3f} F1={ps['f1']:.3f}"
+            )
     t = r["throughput"]
-    lines.append(f"throughput: {t['raw_hours_per_hour']} h of raw per hour (one process, {t['wall_s']} s wall)")
-    lines.append("  per stage (raw seconds per second): " + ", ".join(
-        f"{s}={v}" for s, v in t["stage_raw_seconds_per_second"].items()))
+    lines.append(
+        f"throughput: {t['raw_hours_per_hour']} h of raw per hour (one process, {t['wall_s']} s wall)"
+    )
+    lines.append(
+        "  per stage (raw seconds per second): "
+        + ", ".join(f"{s}={v}" for s, v in t["stage_raw_seconds_per_second"].items())
+    )
     for name, err in r["errors"].items():
         lines.append(f"error: {name}: {err}")
     return "\n".join(lines)

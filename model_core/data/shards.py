@@ -54,7 +54,9 @@ def encode_mp4(frames: np.ndarray, fps: int = 24, crf: int = 18) -> bytes:
         s.pix_fmt = "yuv420p"
         s.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
         for f in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+            for pkt in s.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            ):
                 c.mux(pkt)
         for pkt in s.encode(None):
             c.mux(pkt)
@@ -83,7 +85,9 @@ def build_shard(samples: list[ClipSample]) -> bytes:
         for s in samples:
             members = {
                 f"{s.key}.mp4": encode_mp4(s.frames, int(s.meta.get("fps", 24))),
-                f"{s.key}.audio.npz": _npz(character=_to_i16(s.character), partner=_to_i16(s.partner)),
+                f"{s.key}.audio.npz": _npz(
+                    character=_to_i16(s.character), partner=_to_i16(s.partner)
+                ),
                 f"{s.key}.refs.npz": _npz(**s.refs),
                 f"{s.key}.emb.npy": _npy(s.embedding.astype(np.float32)),
                 f"{s.key}.json": json.dumps(s.meta, sort_keys=True).encode(),
@@ -150,8 +154,14 @@ class ShardDataset(torch.utils.data.IterableDataset):
     matches ("train" / "heldout"); `shuffle_seed` shuffles the shard order per epoch.
     """
 
-    def __init__(self, url: str, decode_video: bool = True, split: str | None = None,
-                 shuffle_seed: int | None = None, s3_client=None):
+    def __init__(
+        self,
+        url: str,
+        decode_video: bool = True,
+        split: str | None = None,
+        shuffle_seed: int | None = None,
+        s3_client=None,
+    ):
         self.url = str(url)
         self.decode_video = decode_video
         self.split = split

@@ -109,8 +109,11 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[str]:
         full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
         cut = len(self.prefix) + 1 if self.prefix else 0
-        names = [o.object_name for o in self.client.list_objects(self.bucket, prefix=full, recursive=True)
-                 if not o.is_dir]
+        names = [
+            o.object_name
+            for o in self.client.list_objects(self.bucket, prefix=full, recursive=True)
+            if not o.is_dir
+        ]
         for name in sorted(names):
             yield name[cut:]
 
@@ -131,11 +134,15 @@ def s3_client_from_env():
     if not endpoint:
         raise StoreError("s3:// needs an S3 endpoint: set LPM_S3_ENDPOINT (host:port)")
     parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
-    secure = os.environ.get("LPM_S3_SECURE", "").lower() in ("1", "true", "yes") or parsed.scheme == "https"
+    secure = (
+        os.environ.get("LPM_S3_SECURE", "").lower() in ("1", "true", "yes")
+        or parsed.scheme == "https"
+    )
     return Minio(
         parsed.netloc,
         access_key=os.environ.get("LPM_S3_ACCESS_KEY") or os.environ.get("AWS_ACCESS_KEY_ID", ""),
-        secret_key=os.environ.get("LPM_S3_SECRET_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        secret_key=os.environ.get("LPM_S3_SECRET_KEY")
+        or os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
         region=os.environ.get("LPM_S3_REGION", "us-east-1"),
         secure=secure,
     )
@@ -149,7 +156,7 @@ def open_store(url: str | Path, create: bool = False, client=None) -> Store:
         if not parsed.netloc:
             raise StoreError(f"{text!r} names no bucket")
         return S3Store(parsed.netloc, parsed.path, client=client)
-    path = Path(text[len("file://"):] if text.startswith("file://") else text)
+    path = Path(text[len("file://") :] if text.startswith("file://") else text)
     if create:
         path.mkdir(parents=True, exist_ok=True)
     elif not path.is_dir():

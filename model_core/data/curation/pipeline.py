@@ -24,7 +24,12 @@ from model_core.data.curation.captions import ScriptCaptioner, TextEmbedder, pic
 from model_core.data.curation.dialogue import DialogueConfig, recognize_dialogue
 from model_core.data.curation.quality import QualityConfig, crop_frames, filter_quality
 from model_core.data.curation.shots import ShotConfig, extract_shots
-from model_core.data.curation.source import SAMPLE_RATE, RawRecording, RecordingError, load_recording
+from model_core.data.curation.source import (
+    SAMPLE_RATE,
+    RawRecording,
+    RecordingError,
+    load_recording,
+)
 from model_core.data.shards import BODY_VIEWS, FACE_LABELS, ClipSample, build_shard, sha256
 from model_core.data.storage import Store, open_store
 
@@ -80,13 +85,21 @@ def _load_refs(in_store: Store, key: str, identity: str, size: int) -> dict[str,
     ref_key = f"{root}identities/{identity}.refs.npz"
     if not in_store.exists(ref_key):
         blank = np.zeros((size, size, 3), np.uint8)
-        return {"global": blank, "body": np.stack([blank] * 4), "face": np.stack([blank] * 8),
-                "complete": np.array(False)}
+        return {
+            "global": blank,
+            "body": np.stack([blank] * 4),
+            "face": np.stack([blank] * 8),
+            "complete": np.array(False),
+        }
     import io
 
     z = np.load(io.BytesIO(in_store.get(ref_key)))
-    return {"global": z["global"], "body": np.stack([z[f"body__{v}"] for v in BODY_VIEWS]),
-            "face": np.stack([z[f"face__{e}"] for e in FACE_LABELS]), "complete": np.array(True)}
+    return {
+        "global": z["global"],
+        "body": np.stack([z[f"body__{v}"] for v in BODY_VIEWS]),
+        "face": np.stack([z[f"face__{e}"] for e in FACE_LABELS]),
+        "complete": np.array(True),
+    }
 
 
 def _stage(out: Store, name: str, stage: str, fn: Callable[[], dict]) -> dict:
@@ -101,8 +114,13 @@ def _stage(out: Store, name: str, stage: str, fn: Callable[[], dict]) -> dict:
     return manifest
 
 
-def curate_recording(rec: RawRecording, out: Store, refs: dict[str, np.ndarray],
-                     opts: CurateOptions, embedder: TextEmbedder) -> dict:
+def curate_recording(
+    rec: RawRecording,
+    out: Store,
+    refs: dict[str, np.ndarray],
+    opts: CurateOptions,
+    embedder: TextEmbedder,
+) -> dict:
     """All four stages on one recording; writes manifests, the shard, eval and done.json."""
     name = rec.name
     t0 = time.perf_counter()
@@ -127,44 +145,95 @@ def curate_recording(rec: RawRecording, out: Store, refs: dict[str, np.ndarray],
         if g is not None:
             other = clips[g]
             mid = (other["start"] + other["end"]) // 2
-            clip_refs["global"] = crop_frames(rec.frames[mid : mid + 1], other["crop"], opts.size)[0]
+            clip_refs["global"] = crop_frames(rec.frames[mid : mid + 1], other["crop"], opts.size)[
+                0
+            ]
             global_from = f"{name}:{mid}"
         meta = {
-            "key": f"{name}_{k:04d}", "recording": name, "identity": rec.identity,
-            "split": identity.get("split", "train"), "fps": rec.fps, "frames": c["end"] - c["start"],
-            "source_start": c["start"], "source_end": c["end"], "crop": c["crop"],
-            "state": c["state"], "caption": c["caption"], "emotion": c["emotion"],
-            "action": c["action"], "view": c["view"], "global_reference_from": global_from,
+            "key": f"{name}_{k:04d}",
+            "recording": name,
+            "identity": rec.identity,
+            "split": identity.get("split", "train"),
+            "fps": rec.fps,
+            "frames": c["end"] - c["start"],
+            "source_start": c["start"],
+            "source_end": c["end"],
+            "crop": c["crop"],
+            "state": c["state"],
+            "caption": c["caption"],
+            "emotion": c["emotion"],
+            "action": c["action"],
+            "view": c["view"],
+            "global_reference_from": global_from,
             "references_complete": bool(refs["complete"]),
         }
         if rec.gt:
             seg = rec.gt[c["start"] : c["end"]]
-            meta["gt"] = {k2: [g2[k2] for g2 in seg] for k2 in (
-                "state", "mouth_open", "head_pose", "expression", "gesture", "reaction", "gaze", "blink")}
-        samples.append(ClipSample(meta["key"], frames, rec.character[a:b], rec.partner[a:b],
-                                  clip_refs, embeddings[k], meta))
+            meta["gt"] = {
+                k2: [g2[k2] for g2 in seg]
+                for k2 in (
+                    "state",
+                    "mouth_open",
+                    "head_pose",
+                    "expression",
+                    "gesture",
+                    "reaction",
+                    "gaze",
+                    "blink",
+                )
+            }
+        samples.append(
+            ClipSample(
+                meta["key"],
+                frames,
+                rec.character[a:b],
+                rec.partner[a:b],
+                clip_refs,
+                embeddings[k],
+                meta,
+            )
+        )
         c["key"] = meta["key"]
     data = build_shard(samples)
     shard_key = f"shards/{name}.tar"
     out.put(shard_key, data)
-    m4 = {"stage": "captions", "recording": name, "frames_in": m3["frames_kept"],
-          "frames_kept": sum(c["end"] - c["start"] for c in clips),
-          "clips": [{k2: c[k2] for k2 in ("key", "start", "end", "state", "caption", "emotion",
-                                           "action", "view")} for c in clips],
-          "seconds": round(time.perf_counter() - t4, 4)}
+    m4 = {
+        "stage": "captions",
+        "recording": name,
+        "frames_in": m3["frames_kept"],
+        "frames_kept": sum(c["end"] - c["start"] for c in clips),
+        "clips": [
+            {
+                k2: c[k2]
+                for k2 in ("key", "start", "end", "state", "caption", "emotion", "action", "view")
+            }
+            for c in clips
+        ],
+        "seconds": round(time.perf_counter() - t4, 4),
+    }
     out.put(f"manifest/{name}/captions.json", json.dumps(m4).encode())
     ev = {}
     if rec.gt and rec.meta:
-        ev = {"shots": evaluate.eval_shots(m1, rec.meta),
-              "quality": evaluate.eval_quality(m2, rec.gt, rec.meta),
-              "dialogue": evaluate.eval_dialogue(m3, m2, rec.gt),
-              "captions": evaluate.eval_captions(clips, rec.gt)}
+        ev = {
+            "shots": evaluate.eval_shots(m1, rec.meta),
+            "quality": evaluate.eval_quality(m2, rec.gt, rec.meta),
+            "dialogue": evaluate.eval_dialogue(m3, m2, rec.gt),
+            "captions": evaluate.eval_captions(clips, rec.gt),
+        }
     out.put(f"manifest/{name}/eval.json", json.dumps(ev).encode())
-    done = {"recording": name, "identity": rec.identity, "shard": shard_key, "clips": len(clips),
-            "bytes": len(data), "sha256": sha256(data), "frames_raw": rec.num_frames,
-            "fps": rec.fps, "frames_kept": {s: m["frames_kept"] for s, m in zip(STAGES, (m1, m2, m3, m4))},
-            "seconds": {s: m["seconds"] for s, m in zip(STAGES, (m1, m2, m3, m4))},
-            "wall_s": round(time.perf_counter() - t0, 3)}
+    done = {
+        "recording": name,
+        "identity": rec.identity,
+        "shard": shard_key,
+        "clips": len(clips),
+        "bytes": len(data),
+        "sha256": sha256(data),
+        "frames_raw": rec.num_frames,
+        "fps": rec.fps,
+        "frames_kept": {s: m["frames_kept"] for s, m in zip(STAGES, (m1, m2, m3, m4))},
+        "seconds": {s: m["seconds"] for s, m in zip(STAGES, (m1, m2, m3, m4))},
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
     out.put(f"manifest/{name}/done.json", json.dumps(done).encode())
     return done
 
@@ -174,16 +243,28 @@ def write_index(out: Store) -> dict:
     for key in out.list("manifest/"):
         if key.endswith("/done.json"):
             d = json.loads(out.get(key))
-            shards.append({"key": d["shard"], "recording": d["recording"], "clips": d["clips"],
-                           "bytes": d["bytes"], "sha256": d["sha256"]})
+            shards.append(
+                {
+                    "key": d["shard"],
+                    "recording": d["recording"],
+                    "clips": d["clips"],
+                    "bytes": d["bytes"],
+                    "sha256": d["sha256"],
+                }
+            )
     shards.sort(key=lambda s: s["key"])
     index = {"format": "lpm-shards/1", "shards": shards, "clips": sum(s["clips"] for s in shards)}
     out.put("index.json", json.dumps(index, indent=1).encode())
     return index
 
 
-def curate(in_url: str, out_url: str, opts: CurateOptions | None = None,
-           progress: Callable[[str, str], None] | None = None, s3_client=None) -> CurateResult:
+def curate(
+    in_url: str,
+    out_url: str,
+    opts: CurateOptions | None = None,
+    progress: Callable[[str, str], None] | None = None,
+    s3_client=None,
+) -> CurateResult:
     """Curate every raw recording under `in_url` into `out_url` (folders or s3:// prefixes)."""
     from model_core.data.storage import StoreError
 
@@ -202,7 +283,9 @@ def curate(in_url: str, out_url: str, opts: CurateOptions | None = None,
     t0 = time.perf_counter()
     for key in keys:
         name = _name(key)
-        if out_store.exists(f"manifest/{name}/done.json") and out_store.exists(f"shards/{name}.tar"):
+        if out_store.exists(f"manifest/{name}/done.json") and out_store.exists(
+            f"shards/{name}.tar"
+        ):
             skipped.append(name)
             if progress:
                 progress(name, "skipped (done)")
@@ -222,12 +305,20 @@ def curate(in_url: str, out_url: str, opts: CurateOptions | None = None,
         except Exception as e:  # one bad recording must not stop the others
             errors[name] = f"{in_store.url}/{key}: {e.__class__.__name__}: {e}"
         if name in errors:
-            out_store.put(f"manifest/{name}/error.json", json.dumps({"error": errors[name]}).encode())
+            out_store.put(
+                f"manifest/{name}/error.json", json.dumps({"error": errors[name]}).encode()
+            )
             if progress:
                 progress(name, f"error: {errors[name]}")
     index = write_index(out_store)
-    summary = {"recordings": len(keys), "processed": len(processed), "skipped": len(skipped),
-               "errors": len(errors), "clips": index["clips"], "wall_s": round(time.perf_counter() - t0, 3)}
+    summary = {
+        "recordings": len(keys),
+        "processed": len(processed),
+        "skipped": len(skipped),
+        "errors": len(errors),
+        "clips": index["clips"],
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
     prev = json.loads(out_store.get("curate.json")) if out_store.exists("curate.json") else {}
     summary["runs"] = prev.get("runs", 0) + 1
     out_store.put("curate.json", json.dumps(summary, indent=1).encode())

@@ -61,8 +61,10 @@ def subject_mask(img: np.ndarray, threshold: float) -> np.ndarray:
     h, w, _ = img.shape
     ys = np.arange(h, dtype=np.float32)
     yy = np.repeat(ys, 3)
-    fits = [_fit_line(yy, img[:, cols].astype(np.float32).reshape(-1, 3))
-            for cols in (slice(0, 3), slice(w - 3, w))]
+    fits = [
+        _fit_line(yy, img[:, cols].astype(np.float32).reshape(-1, 3))
+        for cols in (slice(0, 3), slice(w - 3, w))
+    ]
     coef = min(fits, key=lambda f: f[1])[0]
     bg = np.stack([ys, np.ones_like(ys)], 1) @ coef
     diff = np.abs(img.astype(np.float32) - bg[:, None, :]).max(axis=2)
@@ -97,8 +99,12 @@ def _box_of(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     ys, xs = np.nonzero(mask)
     if len(xs) < 20:
         return None
-    return (float(np.percentile(xs, 1)), float(np.percentile(ys, 1)),
-            float(np.percentile(xs, 99)) + 1, float(np.percentile(ys, 99)) + 1)
+    return (
+        float(np.percentile(xs, 1)),
+        float(np.percentile(ys, 1)),
+        float(np.percentile(xs, 99)) + 1,
+        float(np.percentile(ys, 99)) + 1,
+    )
 
 
 def crop_box(subject: tuple[float, float, float, float], h: int, w: int) -> list[int]:
@@ -138,8 +144,12 @@ def assess_shot(frames: np.ndarray, cfg: QualityConfig) -> dict:
     cx = (subject[0] + subject[2]) / 2 if subject else w / 2
     if n < cfg.min_frames:
         reason = "too_short"
-    elif subject is not None and m["subject_area"] > 0.02 and touches and (
-            cx < cfg.offframe_center * w or cx > (1 - cfg.offframe_center) * w):
+    elif (
+        subject is not None
+        and m["subject_area"] > 0.02
+        and touches
+        and (cx < cfg.offframe_center * w or cx > (1 - cfg.offframe_center) * w)
+    ):
         reason = "offframe"  # part of someone at the side edge
     elif subject is None or m["subject_area"] < cfg.min_subject_area:
         reason = "nosubject"
@@ -157,7 +167,9 @@ def assess_shot(frames: np.ndarray, cfg: QualityConfig) -> dict:
     return m
 
 
-def filter_quality(rec: RawRecording, shots_manifest: dict, cfg: QualityConfig | None = None) -> dict:
+def filter_quality(
+    rec: RawRecording, shots_manifest: dict, cfg: QualityConfig | None = None
+) -> dict:
     """Stage 2 on one recording -> manifest of kept shots (with crop) and dropped ones (why)."""
     cfg = cfg or QualityConfig()
     t0 = time.perf_counter()
@@ -168,17 +180,24 @@ def filter_quality(rec: RawRecording, shots_manifest: dict, cfg: QualityConfig |
         entry = {"id": shot["id"], "start": s, "end": e, **m}
         (dropped if m["reason"] else kept).append(entry)
     return {
-        "stage": "quality", "recording": rec.name,
+        "stage": "quality",
+        "recording": rec.name,
         "frames_in": shots_manifest["frames_kept"],
         "frames_kept": sum(k["end"] - k["start"] for k in kept),
-        "kept": kept, "dropped": dropped, "seconds": round(time.perf_counter() - t0, 4),
+        "kept": kept,
+        "dropped": dropped,
+        "seconds": round(time.perf_counter() - t0, 4),
     }
 
 
 def crop_frames(frames: np.ndarray, box: list[int], size: int) -> np.ndarray:
     """Crop a (T, H, W, 3) uint8 clip to `box` and resize to size x size (bilinear)."""
     x0, y0, x1, y1 = box
-    clip = torch.from_numpy(np.ascontiguousarray(frames[:, y0:y1, x0:x1])).permute(0, 3, 1, 2).float()
+    clip = (
+        torch.from_numpy(np.ascontiguousarray(frames[:, y0:y1, x0:x1])).permute(0, 3, 1, 2).float()
+    )
     if clip.shape[-1] != size or clip.shape[-2] != size:
-        clip = F.interpolate(clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        clip = F.interpolate(
+            clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     return clip.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()

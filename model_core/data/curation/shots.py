@@ -48,9 +48,18 @@ def detect_transitions(frames: np.ndarray, cfg: ShotConfig | None = None) -> lis
     padded = np.pad(step[1:], 12, mode="edge")
     local = np.zeros(n, np.float32)
     local[1:] = np.median(np.lib.stride_tricks.sliding_window_view(padded, 25), axis=1)
-    cut_at = (step > cfg.cut_abs) & (step > cfg.cut_ratio * np.maximum(local, 0.5))
+    # A cut is an isolated spike: far above its neighbourhood and above both adjacent steps
+    # (a dissolve's steps are all alike).
+    adjacent = np.maximum(np.concatenate([[0], step[:-1]]), np.concatenate([step[1:], [0]]))
+    cut_at = (
+        (step > cfg.cut_abs)
+        & (step > cfg.cut_ratio * np.maximum(local, 0.5))
+        & (step > 2.5 * adjacent)
+    )
     cut_at[0] = False
-    out: list[dict] = [{"type": "cut", "start": int(t), "end": int(t)} for t in np.flatnonzero(cut_at)]
+    out: list[dict] = [
+        {"type": "cut", "start": int(t), "end": int(t)} for t in np.flatnonzero(cut_at)
+    ]
     # Gradual transitions: large change across `span`, no cut inside, most cells changing.
     half = cfg.span // 2
     idx = np.arange(n)
@@ -101,10 +110,16 @@ def extract_shots(rec: RawRecording, cfg: ShotConfig | None = None) -> dict:
     shots = split_shots(rec.num_frames, trans)
     kept = sum(e - s for s, e in shots)
     return {
-        "stage": "shots", "recording": rec.name, "frames_in": rec.num_frames, "frames_kept": kept,
+        "stage": "shots",
+        "recording": rec.name,
+        "frames_in": rec.num_frames,
+        "frames_kept": kept,
         "transitions": trans,
         "shots": [{"id": i, "start": s, "end": e} for i, (s, e) in enumerate(shots)],
-        "dropped": [{"start": t["start"], "end": t["end"], "reason": "transition"}
-                    for t in trans if t["type"] == "gradual"],
+        "dropped": [
+            {"start": t["start"], "end": t["end"], "reason": "transition"}
+            for t in trans
+            if t["type"] == "gradual"
+        ],
         "seconds": round(time.perf_counter() - t0, 4),
     }

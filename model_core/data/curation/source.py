@@ -48,7 +48,11 @@ def _decode_audio(container, stream, n_samples: int) -> np.ndarray:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     out = np.zeros(n_samples, np.float32)
     for frame in container.decode(stream):
-        start = int(round(float(frame.pts * frame.time_base) * SAMPLE_RATE)) if frame.pts is not None else None
+        start = (
+            int(round(float(frame.pts * frame.time_base) * SAMPLE_RATE))
+            if frame.pts is not None
+            else None
+        )
         for rf in resampler.resample(frame):
             pcm = rf.to_ndarray().reshape(-1)
             if start is None:
@@ -67,7 +71,9 @@ def load_recording(mp4: str | Path, name: str | None = None) -> RawRecording:
     try:
         container = av.open(str(mp4))
     except Exception as e:
-        raise RecordingError(f"{mp4}: cannot open video ({e.__class__.__name__}: {e})") from e
+        raise RecordingError(
+            f"{mp4}: cannot open video: corrupt or truncated file ({e.__class__.__name__})"
+        ) from e
     with container:
         vstreams = list(container.streams.video)
         astreams = list(container.streams.audio)
@@ -75,14 +81,17 @@ def load_recording(mp4: str | Path, name: str | None = None) -> RawRecording:
             raise RecordingError(f"{mp4}: no video stream")
         if len(astreams) != 2:
             raise RecordingError(
-                f"{mp4}: expected 2 audio tracks (character voice, partner voice), found {len(astreams)}")
+                f"{mp4}: expected 2 audio tracks (character voice, partner voice), found {len(astreams)}"
+            )
         fps = float(vstreams[0].average_rate or 24)
         frames = []
         try:
             for fr in container.decode(vstreams[0]):
                 frames.append(fr.to_ndarray(format="rgb24"))
         except Exception as e:
-            raise RecordingError(f"{mp4}: corrupt or truncated video after {len(frames)} frames ({e})") from e
+            raise RecordingError(
+                f"{mp4}: corrupt or truncated video after {len(frames)} frames ({e})"
+            ) from e
         if not frames:
             raise RecordingError(f"{mp4}: no decodable video frames (corrupt or truncated)")
         n_samples = int(round(len(frames) / fps * SAMPLE_RATE))
@@ -103,6 +112,9 @@ def load_recording(mp4: str | Path, name: str | None = None) -> RawRecording:
             gt = None  # a torn ground-truth file is not trusted
     if meta and meta.get("frames") and len(frames) < meta["frames"]:
         raise RecordingError(
-            f"{mp4}: truncated video: {len(frames)} of {meta['frames']} frames decodable")
+            f"{mp4}: truncated video: {len(frames)} of {meta['frames']} frames decodable"
+        )
     identity = (meta or {}).get("identity", {}).get("id", "") or name
-    return RawRecording(name, str(mp4), np.stack(frames), fps, tracks[0], tracks[1], gt, meta, identity)
+    return RawRecording(
+        name, str(mp4), np.stack(frames), fps, tracks[0], tracks[1], gt, meta, identity
+    )

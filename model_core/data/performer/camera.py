@@ -48,18 +48,28 @@ class Shot:
 
 def plan_setups(rng: np.random.Generator) -> list[Setup]:
     setups = []
-    for k in range(int(rng.integers(3, 5))):
+    for _ in range(int(rng.integers(3, 5))):
         kind = rng.choice(["medium", "close", "wide"], p=[0.5, 0.3, 0.2])
-        scale = {"medium": 1 / 8.0, "close": 1 / 5.2, "wide": 1 / 11.0}[kind] * rng.uniform(0.92, 1.08)
+        scale = {"medium": 1 / 8.0, "close": 1 / 5.2, "wide": 1 / 11.0}[kind] * rng.uniform(
+            0.92, 1.08
+        )
         cy = {"medium": 0.36, "close": 0.45, "wide": 0.33}[kind] + rng.uniform(-0.03, 0.03)
         yaw = float(rng.choice([0.0, 0.0, -35.0, 35.0, -65.0, 65.0]))
-        setups.append(Setup(int(rng.integers(1 << 30)), round(scale, 5),
-                            round(0.5 + rng.uniform(-0.12, 0.12), 4), round(cy, 4), yaw))
+        setups.append(
+            Setup(
+                int(rng.integers(1 << 30)),
+                round(scale, 5),
+                round(0.5 + rng.uniform(-0.12, 0.12), 4),
+                round(cy, 4),
+                yaw,
+            )
+        )
     return setups
 
 
-def plan_shots(rng: np.random.Generator, frames: int, fps: int, setups: list[Setup],
-               defect_rate: float = 0.3) -> list[Shot]:
+def plan_shots(
+    rng: np.random.Generator, frames: int, fps: int, setups: list[Setup], defect_rate: float = 0.3
+) -> list[Shot]:
     shots: list[Shot] = []
     start, setup = 0, int(rng.integers(len(setups)))
     while start < frames:
@@ -75,15 +85,20 @@ def plan_shots(rng: np.random.Generator, frames: int, fps: int, setups: list[Set
         if not short and rng.uniform() < defect_rate:
             defect = str(rng.choice(DEFECTS))
         dissolve = bool(shots) and rng.uniform() < 0.2
-        shots.append(Shot(
-            index=len(shots), start=start, end=end, setup=setup,
-            transition="start" if not shots else ("dissolve" if dissolve else "cut"),
-            transition_frames=int(rng.integers(8, 17)) if dissolve else 0,
-            zoom=round(float(rng.uniform(0.85, 1.2)) if rng.uniform() < 0.35 else 1.0, 4),
-            pan=round(float(rng.uniform(-0.08, 0.08)) if rng.uniform() < 0.15 else 0.0, 4),
-            defect="too_short" if short else defect,
-            defect_strength=round(float(rng.uniform(0.6, 1.0)), 4),
-        ))
+        shots.append(
+            Shot(
+                index=len(shots),
+                start=start,
+                end=end,
+                setup=setup,
+                transition="start" if not shots else ("dissolve" if dissolve else "cut"),
+                transition_frames=int(rng.integers(8, 17)) if dissolve else 0,
+                zoom=round(float(rng.uniform(0.85, 1.2)) if rng.uniform() < 0.35 else 1.0, 4),
+                pan=round(float(rng.uniform(-0.08, 0.08)) if rng.uniform() < 0.15 else 0.0, 4),
+                defect="too_short" if short else defect,
+                defect_strength=round(float(rng.uniform(0.6, 1.0)), 4),
+            )
+        )
         start = end
         setup = (setup + 1 + int(rng.integers(len(setups) - 1))) % len(setups)
     return shots
@@ -128,18 +143,32 @@ def make_empty_scene(seed: int, size: int) -> np.ndarray:
     x = rng.uniform(0.2, 0.8) * size
     cv.rect(x - 0.05 * size, 0.75 * size, x + 0.05 * size, size, rgb((120, 80, 50)))
     for k in range(5):
-        cv.ellipse(x + rng.uniform(-0.08, 0.08) * size, (0.62 + rng.uniform(-0.08, 0.08)) * size,
-                   0.06 * size, 0.09 * size, rgb((40, 110 + 20 * k, 50)))
+        cv.ellipse(
+            x + rng.uniform(-0.08, 0.08) * size,
+            (0.62 + rng.uniform(-0.08, 0.08)) * size,
+            0.06 * size,
+            0.09 * size,
+            rgb((40, 110 + 20 * k, 50)),
+        )
     return cv.img.copy()
 
 
-_DCT = np.array([[math.cos((2 * x + 1) * u * math.pi / 16) * (math.sqrt(0.125) if u == 0 else 0.5)
-                  for x in range(8)] for u in range(8)], np.float32)
+_DCT = np.array(
+    [
+        [
+            math.cos((2 * x + 1) * u * math.pi / 16) * (math.sqrt(0.125) if u == 0 else 0.5)
+            for x in range(8)
+        ]
+        for u in range(8)
+    ],
+    np.float32,
+)
 _QUANT = 1.0 + np.add.outer(np.arange(8), np.arange(8)).astype(np.float32) * 1.5
 
 
-def apply_visual_defect(img: np.ndarray, defect: str | None, strength: float,
-                        rng: np.random.Generator) -> np.ndarray:
+def apply_visual_defect(
+    img: np.ndarray, defect: str | None, strength: float, rng: np.random.Generator
+) -> np.ndarray:
     """Blur, sensor noise or heavy block-DCT compression on a float32 (H, W, 3) frame."""
     if defect == "blur":
         sigma = 1.6 + 1.6 * strength
@@ -155,7 +184,9 @@ def apply_visual_defect(img: np.ndarray, defect: str | None, strength: float,
         q = _QUANT * (14 + 22 * strength)
         coef = np.round(coef / q) * q
         out = img.copy()
-        out[: hb * 8, : wb * 8] = (_DCT.T @ coef @ _DCT).transpose(0, 3, 1, 4, 2).reshape(hb * 8, wb * 8, 3) + 128.0
+        out[: hb * 8, : wb * 8] = (_DCT.T @ coef @ _DCT).transpose(0, 3, 1, 4, 2).reshape(
+            hb * 8, wb * 8, 3
+        ) + 128.0
         return out
     return img
 

@@ -58,16 +58,41 @@ _BASE = [
     ("Let us take a short break and come back later.", "neutral"),
 ]
 
-_SUBJECTS = ["my sister", "the new teacher", "our neighbour", "a friend of mine", "the manager",
-             "my grandfather", "the little dog", "that old man"]
-_VERBS = [("finally fixed", "positive"), ("accidentally broke", "negative"),
-          ("painted", "neutral"), ("found", "surprising"), ("sold", "neutral"),
-          ("lost", "negative"), ("built", "positive")]
-_OBJECTS = ["the bicycle", "a tiny boat", "the kitchen table", "an old guitar", "the garden gate",
-            "a red umbrella", "the blue car", "a huge cake"]
+_SUBJECTS = [
+    "my sister",
+    "the new teacher",
+    "our neighbour",
+    "a friend of mine",
+    "the manager",
+    "my grandfather",
+    "the little dog",
+    "that old man",
+]
+_VERBS = [
+    ("finally fixed", "positive"),
+    ("accidentally broke", "negative"),
+    ("painted", "neutral"),
+    ("found", "surprising"),
+    ("sold", "neutral"),
+    ("lost", "negative"),
+    ("built", "positive"),
+]
+_OBJECTS = [
+    "the bicycle",
+    "a tiny boat",
+    "the kitchen table",
+    "an old guitar",
+    "the garden gate",
+    "a red umbrella",
+    "the blue car",
+    "a huge cake",
+]
 _QUESTIONS = ["Did you know that {s} {v} {o}?", "Have you heard that {s} {v} {o}?"]
-_STATEMENTS = ["Yesterday {s} {v} {o}.", "I heard that {s} {v} {o} last night.",
-               "So, {s} {v} {o}, and nobody noticed."]
+_STATEMENTS = [
+    "Yesterday {s} {v} {o}.",
+    "I heard that {s} {v} {o} last night.",
+    "So, {s} {v} {o}, and nobody noticed.",
+]
 
 
 @lru_cache(maxsize=1)

@@ -18,12 +18,52 @@ ACCESSORIES = ("none", "glasses", "hat", "earrings", "headband")
 HELD_OUT_EVERY = 10
 
 # espeak-ng voices: language variants x voice variants, with pitch and rate drawn per identity.
-VOICE_LANGS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc",
-               "en-gb-x-gbclan", "en-gb-x-gbcwmd")
-VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-                  "Alex", "Andrea", "Annie", "belinda", "david", "ed", "linda", "Mike", "paul",
-                  "steph", "zac", "anika", "grandpa", "klatt", "klatt2", "klatt3", "aunty",
-                  "max", "john", "rob", "michel")
+VOICE_LANGS = (
+    "en-us",
+    "en",
+    "en-gb-scotland",
+    "en-029",
+    "en-gb-x-rp",
+    "en-us-nyc",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+)
+VOICE_VARIANTS = (
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "Alex",
+    "Andrea",
+    "Annie",
+    "belinda",
+    "david",
+    "ed",
+    "linda",
+    "Mike",
+    "paul",
+    "steph",
+    "zac",
+    "anika",
+    "grandpa",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "aunty",
+    "max",
+    "john",
+    "rob",
+    "michel",
+)
 
 RGB = tuple[int, int, int]
 
@@ -81,8 +121,9 @@ class CharacterIdentity:
 
 
 def _accessory_phrase(acc: str) -> str:
-    return {"glasses": "glasses", "hat": "a hat", "earrings": "earrings",
-            "headband": "a headband"}[acc]
+    return {"glasses": "glasses", "hat": "a hat", "earrings": "earrings", "headband": "a headband"}[
+        acc
+    ]
 
 
 def _hsv(h: float, s: float, v: float) -> RGB:

@@ -49,20 +49,41 @@ def _r(x: float, nd: int = 3) -> float:
 def _pose(script: Script, f: int, body_yaw: float) -> Pose:
     c = script.controls
     return Pose(
-        body_yaw=body_yaw, yaw=float(c["yaw"][f]), pitch=float(c["pitch"][f]),
-        roll=float(c["roll"][f]), sway_x=float(c["sway_x"][f]), breath=float(c["breath"][f]),
-        mouth_open=float(c["mouth_open"][f]), mouth_round=float(c["mouth_round"][f]),
-        expression=script.expression[f], intensity=float(c["intensity"][f]),
-        brow_raise=float(c["brow_raise"][f]), smile_extra=float(c["smile_extra"][f]),
-        blink=float(c["blink"][f]), gaze_x=float(c["gaze_x"][f]), gaze_y=float(c["gaze_y"][f]),
-        gesture=script.gesture[f], gesture_amount=float(c["gesture_amount"][f]),
-        gesture_phase=float(c["gesture_phase"][f]), beat=float(c["beat"][f]),
+        body_yaw=body_yaw,
+        yaw=float(c["yaw"][f]),
+        pitch=float(c["pitch"][f]),
+        roll=float(c["roll"][f]),
+        sway_x=float(c["sway_x"][f]),
+        breath=float(c["breath"][f]),
+        mouth_open=float(c["mouth_open"][f]),
+        mouth_round=float(c["mouth_round"][f]),
+        expression=script.expression[f],
+        intensity=float(c["intensity"][f]),
+        brow_raise=float(c["brow_raise"][f]),
+        smile_extra=float(c["smile_extra"][f]),
+        blink=float(c["blink"][f]),
+        gaze_x=float(c["gaze_x"][f]),
+        gaze_y=float(c["gaze_y"][f]),
+        gesture=script.gesture[f],
+        gesture_amount=float(c["gesture_amount"][f]),
+        gesture_phase=float(c["gesture_phase"][f]),
+        beat=float(c["beat"][f]),
     )
 
 
-def render_recording(name: str, out_dir: Path, identity: CharacterIdentity, partner: VoiceSpec,
-                     seconds: float, seed: int, synth: EspeakSynth, size: int = 128, fps: int = 24,
-                     speech_split: str = "train", crf: int = 20) -> RecordingStats:
+def render_recording(
+    name: str,
+    out_dir: Path,
+    identity: CharacterIdentity,
+    partner: VoiceSpec,
+    seconds: float,
+    seed: int,
+    synth: EspeakSynth,
+    size: int = 128,
+    fps: int = 24,
+    speech_split: str = "train",
+    crf: int = 20,
+) -> RecordingStats:
     """Render one recording into `out_dir`; files appear atomically (temp name, then rename)."""
     t0 = time.perf_counter()
     script = build_script(identity, partner, seconds, seed, synth, fps, speech_split)
@@ -115,28 +136,54 @@ def render_recording(name: str, out_dir: Path, identity: CharacterIdentity, part
             render_s += tb - ta
             encode_s += tc - tb
             fp = face_params(pose)
-            gt_lines.append(json.dumps({
-                "frame": f, "shot": int(sh.index), "transition": transition,
-                "defects": [sh.defect] if sh.defect else [],
-                "state": script.state[f], "visible": box is not None,
-                "mouth_open": _r(fp.mouth_open), "mouth_round": _r(fp.mouth_round),
-                "expression": script.expression[f] if fp else "neutral",
-                "expression_intensity": _r(pose.intensity),
-                "head_pose": [_r(pose.body_yaw + pose.yaw, 2), _r(pose.pitch, 2), _r(pose.roll, 2)],
-                "body_yaw": _r(setup.body_yaw, 1), "gaze": [_r(fp.gaze_x), _r(fp.gaze_y)],
-                "blink": _r(pose.blink), "gesture": script.gesture[f],
-                "reaction": script.reaction[f], "subject_box": box, "face_box": face,
-            }, separators=(",", ":")))
+            gt_lines.append(
+                json.dumps(
+                    {
+                        "frame": f,
+                        "shot": int(sh.index),
+                        "transition": transition,
+                        "defects": [sh.defect] if sh.defect else [],
+                        "state": script.state[f],
+                        "visible": box is not None,
+                        "mouth_open": _r(fp.mouth_open),
+                        "mouth_round": _r(fp.mouth_round),
+                        "expression": script.expression[f] if fp else "neutral",
+                        "expression_intensity": _r(pose.intensity),
+                        "head_pose": [
+                            _r(pose.body_yaw + pose.yaw, 2),
+                            _r(pose.pitch, 2),
+                            _r(pose.roll, 2),
+                        ],
+                        "body_yaw": _r(setup.body_yaw, 1),
+                        "gaze": [_r(fp.gaze_x), _r(fp.gaze_y)],
+                        "blink": _r(pose.blink),
+                        "gesture": script.gesture[f],
+                        "reaction": script.reaction[f],
+                        "subject_box": box,
+                        "face_box": face,
+                    },
+                    separators=(",", ":"),
+                )
+            )
         tb = time.perf_counter()
         writer.add_audio([script.character_audio, script.partner_audio])
         encode_s += time.perf_counter() - tb
 
     meta = {
-        "name": name, "fps": fps, "size": size, "frames": script.frames, "seconds": seconds,
-        "seed": seed, "speech_split": speech_split, "identity": identity.to_dict(),
-        "partner_voice": partner.__dict__, "audio_tracks": list(AUDIO_TRACKS),
-        "sample_rate": SAMPLE_RATE, "setups": [s.__dict__ for s in setups],
-        "shots": [s.to_dict() for s in shots], "turns": [t.to_dict() for t in script.turns],
+        "name": name,
+        "fps": fps,
+        "size": size,
+        "frames": script.frames,
+        "seconds": seconds,
+        "seed": seed,
+        "speech_split": speech_split,
+        "identity": identity.to_dict(),
+        "partner_voice": partner.__dict__,
+        "audio_tracks": list(AUDIO_TRACKS),
+        "sample_rate": SAMPLE_RATE,
+        "setups": [s.__dict__ for s in setups],
+        "shots": [s.to_dict() for s in shots],
+        "turns": [t.to_dict() for t in script.turns],
         "events": [e.to_dict() for e in script.events],
     }
     _write_atomic(out_dir / f"{name}.gt.jsonl", "\n".join(gt_lines) + "\n")

@@ -92,7 +92,8 @@ def face_params(pose: Pose) -> FaceParams:
         tilt=v[2],
         eye_open=v[3] * (1.0 - pose.blink),
         mouth_open=float(np.clip(v[4] + pose.mouth_open, 0, 1.1)),
-        mouth_round=v[5] * (1 - min(pose.mouth_open * 2, 1)) + pose.mouth_round * min(pose.mouth_open * 2, 1),
+        mouth_round=v[5] * (1 - min(pose.mouth_open * 2, 1))
+        + pose.mouth_round * min(pose.mouth_open * 2, 1),
         blush=v[6],
         gaze_x=v[7] + pose.gaze_x,
         gaze_y=v[8] + pose.gaze_y,
@@ -137,8 +138,12 @@ class CharacterRenderer:
 
     def face_box(self, cam: Camera) -> tuple[float, float, float, float] | None:
         s, c = cam.scale, self.id
-        box = (cam.cx - 1.05 * c.head_w * s, cam.cy - 1.15 * c.head_h * s,
-               cam.cx + 1.05 * c.head_w * s, cam.cy + 1.05 * c.head_h * s)
+        box = (
+            cam.cx - 1.05 * c.head_w * s,
+            cam.cy - 1.15 * c.head_h * s,
+            cam.cx + 1.05 * c.head_w * s,
+            cam.cy + 1.05 * c.head_h * s,
+        )
         return _clip_box(box, self.canvas.w, self.canvas.h)
 
     # -- drawing --------------------------------------------------------------------------
@@ -232,7 +237,9 @@ class CharacterRenderer:
             cv.capsule(*p[1], *p[2], 0.26 * s, self.cloth)
             cv.ellipse(p[2][0], p[2][1], 0.3 * s, 0.3 * s, self.skin)
             if pose.gesture == "point" and side == 1:
-                cv.capsule(p[2][0], p[2][1], p[2][0] + 0.6 * s, p[2][1] - 0.1 * s, 0.09 * s, self.skin)
+                cv.capsule(
+                    p[2][0], p[2][1], p[2][0] + 0.6 * s, p[2][1] - 0.1 * s, 0.09 * s, self.skin
+                )
 
     def _draw_hair_behind(self, cv, hx, hy, s, yaw, back):
         c = self.id
@@ -247,15 +254,25 @@ class CharacterRenderer:
         elif st == "curly":
             for k in range(7):
                 a = math.pi * (0.95 + k / 6 * 1.1)
-                cv.ellipse(hx + math.cos(a) * 1.0 * w, hy + math.sin(a) * 0.95 * h - 0.1 * h,
-                           0.42 * w, 0.42 * w, self.hair)
+                cv.ellipse(
+                    hx + math.cos(a) * 1.0 * w,
+                    hy + math.sin(a) * 0.95 * h - 0.1 * h,
+                    0.42 * w,
+                    0.42 * w,
+                    self.hair,
+                )
         elif st != "mohawk":
             cv.ellipse(hx + shift, hy - 0.15 * h, 1.1 * w, 0.98 * h, self.hair)
         if st == "ponytail":
             side = -1 if math.sin(yaw) > 0 else 1
-            cv.capsule(hx + side * 0.9 * w * abs(math.sin(yaw)), hy - 0.4 * h,
-                       hx + side * 1.2 * w * abs(math.sin(yaw)) + shift, hy + 0.9 * h, 0.25 * w,
-                       self.hair)
+            cv.capsule(
+                hx + side * 0.9 * w * abs(math.sin(yaw)),
+                hy - 0.4 * h,
+                hx + side * 1.2 * w * abs(math.sin(yaw)) + shift,
+                hy + 0.9 * h,
+                0.25 * w,
+                self.hair,
+            )
         if st == "bun":
             cv.ellipse(hx + shift * 2, hy - 1.1 * h, 0.42 * w, 0.36 * w, self.hair)
 
@@ -302,7 +319,9 @@ class CharacterRenderer:
         return f
 
     def _ear(self, cv, ex, ey, w, h, roll, depth):
-        cv.ellipse(ex, ey, 0.2 * w * (1 - 0.4 * max(depth, 0)), 0.28 * h, self.skin_dark, angle=roll)
+        cv.ellipse(
+            ex, ey, 0.2 * w * (1 - 0.4 * max(depth, 0)), 0.28 * h, self.skin_dark, angle=roll
+        )
         if self.id.accessory == "earrings":
             cv.ellipse(ex, ey + 0.33 * h, 0.08 * w, 0.08 * w, self.acc)
 
@@ -331,8 +350,14 @@ class CharacterRenderer:
             angle = roll + side * fp.tilt * 0.35
             cv.ellipse(bx, by, 0.19 * w * d, c.brow_thickness * h, self.brow, angle=angle)
         nx, ny, d = at(0.0, 0.17, 1.08)
-        cv.ellipse(nx, ny, 0.08 * c.nose_size * w * (0.5 + 0.5 * d) + 0.1 * w * (1 - d),
-                   0.1 * c.nose_size * h, self.skin_dark, angle=roll)
+        cv.ellipse(
+            nx,
+            ny,
+            0.08 * c.nose_size * w * (0.5 + 0.5 * d) + 0.1 * w * (1 - d),
+            0.1 * c.nose_size * h,
+            self.skin_dark,
+            angle=roll,
+        )
         self._mouth(cv, fp, w, h, roll, at)
         return fp
 
@@ -352,10 +377,18 @@ class CharacterRenderer:
         elif abs(fp.smile) > 0.1:
             # Carving the lip ellipse from above (smile) or below (frown) bends it.
             sgn = -1 if fp.smile > 0 else 1
-            cv.ellipse(mx, my + sgn * lip_h * 1.1, width * 0.95, lip_h * (0.6 + 0.5 * abs(fp.smile)),
-                       self.skin, angle=roll)
+            cv.ellipse(
+                mx,
+                my + sgn * lip_h * 1.1,
+                width * 0.95,
+                lip_h * (0.6 + 0.5 * abs(fp.smile)),
+                self.skin,
+                angle=roll,
+            )
         else:
-            cv.capsule(mx - width * 0.8, my, mx + width * 0.8, my, max(0.5, 0.012 * h), _MOUTH_INSIDE)
+            cv.capsule(
+                mx - width * 0.8, my, mx + width * 0.8, my, max(0.5, 0.012 * h), _MOUTH_INSIDE
+            )
 
     def _draw_hair_front(self, cv, w, h, roll, at):
         st = self.id.hair_style
@@ -401,7 +434,9 @@ def reference_set(identity: CharacterIdentity, size: int = 128) -> dict[str, np.
     close = Camera(scale=size / 3.6, cx=size / 2, cy=size * 0.47)
     # The global image is a relaxed three-quarter portrait, not a copy of a body view.
     half = Camera(scale=size / 5.5, cx=size / 2, cy=size * 0.4)
-    out["global"] = _u8(r.render(Pose(body_yaw=-20, yaw=10, expression="smile", intensity=0.5), half, bg))
+    out["global"] = _u8(
+        r.render(Pose(body_yaw=-20, yaw=10, expression="smile", intensity=0.5), half, bg)
+    )
     for view, yaw in VIEWS.items():
         out[f"body/{view}"] = _u8(r.render(Pose(body_yaw=yaw), medium, bg))
     for e in EXPRESSIONS:

@@ -43,8 +43,14 @@ class Turn:
     utterance: Utterance = field(repr=False)
 
     def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "line": self.line, "text": self.text, "mood": self.mood,
-                "start": round(self.start, 4), "voiced": [round(v, 4) for v in self.voiced]}
+        return {
+            "speaker": self.speaker,
+            "line": self.line,
+            "text": self.text,
+            "mood": self.mood,
+            "start": round(self.start, 4),
+            "voiced": [round(v, 4) for v in self.voiced],
+        }
 
 
 @dataclass
@@ -81,7 +87,9 @@ def _smooth_noise(rng, n: int, fps: int, amp: float, periods=(7.0, 3.1, 1.7)) ->
     t = np.arange(n) / fps
     out = np.zeros(n, np.float32)
     for p in periods:
-        out += np.sin(2 * np.pi * t / (p * rng.uniform(0.8, 1.25)) + rng.uniform(0, 6.28)) / len(periods)
+        out += np.sin(2 * np.pi * t / (p * rng.uniform(0.8, 1.25)) + rng.uniform(0, 6.28)) / len(
+            periods
+        )
     return (amp * out).astype(np.float32)
 
 
@@ -108,8 +116,11 @@ def _layout_turns(rng, synth, identity, partner_voice, seconds, lines) -> list[T
             if t + utt.duration > seconds - 0.2:
                 break
             a, b = utt.voiced_span()
-            turns.append(Turn(speaker, line.index, line.text, line.mood, line.question, t,
-                              (t + a, t + b), utt))
+            turns.append(
+                Turn(
+                    speaker, line.index, line.text, line.mood, line.question, t, (t + a, t + b), utt
+                )
+            )
             t += utt.duration + rng.uniform(0.1, 0.3)
         t += rng.uniform(0.35, 1.4)
     return turns
@@ -131,17 +142,41 @@ def _mix_tracks(rng, turns, n_samples):
     return np.clip(char, -1, 1), np.clip(partner, -1, 1)
 
 
-def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds: float,
-                 seed: int, synth: EspeakSynth, fps: int = 24, speech_split: str = "train") -> Script:
+def build_script(
+    identity: CharacterIdentity,
+    partner_voice: VoiceSpec,
+    seconds: float,
+    seed: int,
+    synth: EspeakSynth,
+    fps: int = 24,
+    speech_split: str = "train",
+) -> Script:
     rng = np.random.default_rng([seed, identity.index, 0x5C])
     n = int(round(seconds * fps))
     turns = _layout_turns(rng, synth, identity, partner_voice, seconds, lines_for(speech_split))
     char_audio, partner_audio = _mix_tracks(rng, turns, int(round(seconds * SAMPLE_RATE)))
     t = np.arange(n) / fps
-    c = {k: np.zeros(n, np.float32) for k in (
-        "mouth_open", "mouth_round", "yaw", "pitch", "roll", "sway_x", "breath", "blink",
-        "gaze_x", "gaze_y", "brow_raise", "smile_extra", "intensity", "gesture_amount",
-        "gesture_phase", "beat")}
+    c = {
+        k: np.zeros(n, np.float32)
+        for k in (
+            "mouth_open",
+            "mouth_round",
+            "yaw",
+            "pitch",
+            "roll",
+            "sway_x",
+            "breath",
+            "blink",
+            "gaze_x",
+            "gaze_y",
+            "brow_raise",
+            "smile_extra",
+            "intensity",
+            "gesture_amount",
+            "gesture_phase",
+            "beat",
+        )
+    }
     c["mouth_round"][:] = 0.2
     state = ["silent"] * n
     expression = ["neutral"] * n
@@ -174,7 +209,6 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
         rms = np.sqrt(np.mean(pcm.reshape(m, hop) ** 2, axis=1) + 1e-9)
         envelope[s0 : s0 + m] = np.maximum(envelope[s0 : s0 + m], rms / (rms.max() + 1e-6))
     speaking = np.array([s == "speaking" for s in state])
-    listening = np.array([s == "listening" for s in state])
 
     # Idle life everywhere: sway, breathing, blinks; livelier head while speaking.
     c["yaw"] += _smooth_noise(rng, n, fps, 4.0)
@@ -187,7 +221,7 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
     c["yaw"] += 5.0 * smooth_env * np.sin(2 * np.pi * 0.6 * t + 1).astype(np.float32)
     i = int(rng.integers(0, 2 * fps))
     while i < n:
-        d = int(rng.integers(3, 5))
+        d = min(int(rng.integers(3, 5)), n - i)
         c["blink"][i : i + d] = np.maximum(c["blink"][i : i + d], _bump(d + 2)[1 : d + 1])
         i += d + int(rng.uniform(1.5, 3.5 if speaking[min(i, n - 1)] else 5.5) * fps)
     partner_side = 1.0 if rng.uniform() < 0.5 else -1.0
@@ -196,7 +230,7 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
     # Expressions: the character's own lines carry their mood; as listener it mirrors the
     # partner's mood; pauses drift to neutral or thinking.
     base_expr: list[tuple[int, int, str]] = []
-    for k, turn in enumerate(turns):
+    for turn in turns:
         table = _MOOD_FACES if turn.speaker == "character" else _LISTENER_FACES
         a, b = frames_of(turn.start, turn.voiced[1] + 0.6)
         if rng.uniform() < 0.8:
@@ -206,7 +240,9 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
         if gap_b - gap_a > 2 * fps and rng.uniform() < 0.5:
             base_expr.append((gap_a, gap_b, "thinking"))
     for a, b, name in base_expr:
-        ramp = np.clip(np.minimum(np.arange(b - a) + 1, np.arange(b - a)[::-1] + 1) / (0.3 * fps), 0, 1)
+        ramp = np.clip(
+            np.minimum(np.arange(b - a) + 1, np.arange(b - a)[::-1] + 1) / (0.3 * fps), 0, 1
+        )
         intensity = rng.uniform(0.6, 1.0)
         for j, i in enumerate(range(a, b)):
             expression[i] = name
@@ -227,12 +263,18 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
         else:
             name = "beat" if rng.uniform() < 0.7 else _pick(rng, ("wave", "point", "shrug"))
         a = int(round((turn.voiced[0] + 0.15) * fps))
-        dur = (turn.voiced[1] - turn.voiced[0]) if name == "beat" else min(2.5, turn.voiced[1] - turn.voiced[0])
+        dur = (
+            (turn.voiced[1] - turn.voiced[0])
+            if name == "beat"
+            else min(2.5, turn.voiced[1] - turn.voiced[0])
+        )
         _place_gesture(c, gesture, events, name, a, int(dur * fps), n, smooth_env, fps, k)
     for k in range(len(turns) - 1):
         gap_a, gap_b = frames_of(turns[k].voiced[1] + 0.4, turns[k + 1].start - 0.2)
         if gap_b - gap_a > int(2.5 * fps) and rng.uniform() < 0.5:
-            _place_gesture(c, gesture, events, "hand_to_chin", gap_a, gap_b - gap_a, n, smooth_env, fps, None)
+            _place_gesture(
+                c, gesture, events, "hand_to_chin", gap_a, gap_b - gap_a, n, smooth_env, fps, None
+            )
 
     # Listening reactions, timed from the partner's utterance (its phrase ends, its question
     # mark, its mood), never from the instantaneous loudness.
@@ -243,7 +285,9 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
         g = np.zeros(n, np.float32)
         b = min(n, int(round(turn.voiced[1] * fps)) + fps // 2)
         g[a:b] = 1.0
-        c["gaze_x"] += 0.5 * partner_side * np.convolve(g, np.ones(5) / 5, mode="same").astype(np.float32)
+        c["gaze_x"] += (
+            0.5 * partner_side * np.convolve(g, np.ones(5) / 5, mode="same").astype(np.float32)
+        )
         _add_event(events, reaction, "gaze_shift", a, min(n, a + fps // 3), k, n)
         phrase_ends = turn.utterance.phrase_ends()
         prev = 0.0
@@ -257,7 +301,9 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
             s0 = int(round((turn.start + pe + delay) * fps))
             dur = int(rng.uniform(0.4, 0.6) * fps)
             if s0 + dur < n:
-                c["pitch"][s0 : s0 + dur] += 11.0 * np.sin(np.linspace(0, 2 * np.pi, dur)).clip(0) * _bump(dur) ** 0.3
+                c["pitch"][s0 : s0 + dur] += (
+                    11.0 * np.sin(np.linspace(0, 2 * np.pi, dur)).clip(0) * _bump(dur) ** 0.3
+                )
                 _add_event(events, reaction, "nod", s0, s0 + dur, k, n)
         if turn.question or turn.mood == "surprising":
             anchor = phrase_ends[-1] if turn.question else 0.45 * turn.utterance.duration
@@ -273,15 +319,18 @@ def build_script(identity: CharacterIdentity, partner_voice: VoiceSpec, seconds:
                 c["smile_extra"][s0:e0] += 0.4 * _bump(e0 - s0) ** 0.5
                 _add_event(events, reaction, "smile", s0, e0, k, n)
 
-    return Script(fps, n, turns, events, char_audio, partner_audio, c, state, expression, gesture,
-                  reaction)
+    return Script(
+        fps, n, turns, events, char_audio, partner_audio, c, state, expression, gesture, reaction
+    )
 
 
 def _place_gesture(c, gesture, events, name, a, dur, n, env, fps, cause):
     b = min(n, a + max(dur, fps))
     if b - a < fps // 2:
         return
-    amount = np.clip(np.minimum(np.arange(b - a) + 1, np.arange(b - a)[::-1] + 1) / (0.3 * fps), 0, 1)
+    amount = np.clip(
+        np.minimum(np.arange(b - a) + 1, np.arange(b - a)[::-1] + 1) / (0.3 * fps), 0, 1
+    )
     c["gesture_amount"][a:b] = amount
     c["gesture_phase"][a:b] = np.arange(b - a) / fps
     c["beat"][a:b] = env[a:b]

@@ -46,8 +46,9 @@ class _Event(ctypes.Structure):
     ]
 
 
-_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_Event))
+_Callback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 @dataclass
@@ -101,7 +102,9 @@ class EspeakSynth:
         try:
             lib = ctypes.CDLL(name)
         except OSError as e:  # pragma: no cover - depends on the machine
-            raise SpeechSynthError(f"espeak-ng library not found ({e}); apt-get install espeak-ng") from e
+            raise SpeechSynthError(
+                f"espeak-ng library not found ({e}); apt-get install espeak-ng"
+            ) from e
         rate = lib.espeak_Initialize(2, 0, None, 1)  # synchronous, phoneme events on
         if rate <= 0:
             raise SpeechSynthError("espeak_Initialize failed")
@@ -176,10 +179,13 @@ class EspeakSynth:
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, pcm=(utt.pcm * 32767).astype(np.int16),
-                 start=np.array([p[0] for p in utt.phonemes], np.float32),
-                 end=np.array([p[1] for p in utt.phonemes], np.float32),
-                 sym=np.array([p[2] for p in utt.phonemes], dtype="U8"))
+        np.savez(
+            tmp,
+            pcm=(utt.pcm * 32767).astype(np.int16),
+            start=np.array([p[0] for p in utt.phonemes], np.float32),
+            end=np.array([p[1] for p in utt.phonemes], np.float32),
+            sym=np.array([p[2] for p in utt.phonemes], dtype="U8"),
+        )
         tmp.replace(path)
 
 
@@ -232,7 +238,9 @@ def viseme_track(utt: Utterance, fps: int, frames: int, lead_s: float = 0.03) ->
             o, r = viseme_of(sym)
             # Short consonants only partially reach their target.
             weight = min(1.0, (end - start) / 0.08)
-            target[a:b, 0] = np.maximum(target[a:b, 0] * (1 - weight), o * weight) if o else target[a:b, 0] * 0.3
+            target[a:b, 0] = (
+                np.maximum(target[a:b, 0] * (1 - weight), o * weight) if o else target[a:b, 0] * 0.3
+            )
             target[a:b, 1] = r
     out = np.empty_like(target)
     state = np.array([0.0, 0.2], np.float32)

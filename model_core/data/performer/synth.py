@@ -44,7 +44,9 @@ class SynthPlan:
         for k in range(n):
             seconds = min(self.recording_seconds, total - k * self.recording_seconds)
             seconds = max(seconds, 4.0)
-            out.append((f"rec-s{self.seed}-{self.split[0]}{k:05d}", self.identity_index(k), seconds))
+            out.append(
+                (f"rec-s{self.seed}-{self.split[0]}{k:05d}", self.identity_index(k), seconds)
+            )
         return out
 
     def identity_index(self, k: int) -> int:
@@ -64,17 +66,27 @@ def _render_one(args) -> dict:
     identity = sample_identity(index, plan.seed)
     partner = sample_identity(PARTNER_OFFSET + index, plan.seed).voice
     rec_seed = plan.seed * 7919 + index * 31 + int(name[-5:])
-    st = render_recording(name, raw, identity, partner, seconds, rec_seed, synth, plan.size,
-                          speech_split=plan.split)
+    st = render_recording(
+        name, raw, identity, partner, seconds, rec_seed, synth, plan.size, speech_split=plan.split
+    )
     refs_path = plan.out / "identities" / f"{identity.id}.refs.npz"
     if not refs_path.exists():
         refs = reference_set(identity, plan.size)
         tmp = refs_path.with_name(f".{refs_path.stem}.part.npz")
-        np.savez_compressed(tmp, **{k.replace("/", "__"): v for k, v in refs.items()},
-                            identity=json.dumps(identity.to_dict()))
+        np.savez_compressed(
+            tmp,
+            **{k.replace("/", "__"): v for k, v in refs.items()},
+            identity=json.dumps(identity.to_dict()),
+        )
         tmp.replace(refs_path)
-    return {"name": name, "skipped": False, "frames": st.frames, "render_s": st.render_s,
-            "encode_s": st.encode_s, "script_s": st.script_s}
+    return {
+        "name": name,
+        "skipped": False,
+        "frames": st.frames,
+        "render_s": st.render_s,
+        "encode_s": st.encode_s,
+        "script_s": st.script_s,
+    }
 
 
 def synthesize(plan: SynthPlan, progress=None) -> dict:
@@ -103,9 +115,15 @@ def synthesize(plan: SynthPlan, progress=None) -> dict:
     frames = sum(r["frames"] for r in done)
     cpu = sum(r["render_s"] + r["encode_s"] + r["script_s"] for r in done)
     summary = {
-        "seed": plan.seed, "minutes": plan.minutes, "size": plan.size, "split": plan.split,
-        "recordings": len(results), "rendered": len(done), "skipped": len(results) - len(done),
-        "frames": frames, "wall_s": round(wall, 3),
+        "seed": plan.seed,
+        "minutes": plan.minutes,
+        "size": plan.size,
+        "split": plan.split,
+        "recordings": len(results),
+        "rendered": len(done),
+        "skipped": len(results) - len(done),
+        "frames": frames,
+        "wall_s": round(wall, 3),
         "render_s": round(sum(r["render_s"] for r in done), 3),
         "encode_s": round(sum(r["encode_s"] for r in done), 3),
         "script_s": round(sum(r["script_s"] for r in done), 3),

@@ -23,7 +23,9 @@ def _shot(defect: str | None, frames: int = 40, identity: int = 3) -> np.ndarray
         else:
             cx = SIZE * (1.05 if defect == "offframe" else 0.5)
             cam = Camera(scale=SIZE / 8, cx=cx, cy=SIZE * 0.36)
-            img = r.render(Pose(mouth_open=0.5 * (f % 4 > 1), yaw=3 * np.sin(f / 5)), cam, bg).copy()
+            img = r.render(
+                Pose(mouth_open=0.5 * (f % 4 > 1), yaw=3 * np.sin(f / 5)), cam, bg
+            ).copy()
             img = apply_visual_defect(img, defect, 0.8, rng)
         out.append(np.clip(img + 0.5, 0, 255).astype(np.uint8))
     # Through H.264, as the raw recordings are.

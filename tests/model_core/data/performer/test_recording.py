@@ -20,8 +20,19 @@ def test_recording_files_and_layout(synth_dir):
     gt = mp4.with_name(mp4.name.replace(".mp4", ".gt.jsonl")).read_text().splitlines()
     assert len(gt) == meta["frames"] == 45 * 24
     first = json.loads(gt[0])
-    for key in ("shot", "defects", "state", "mouth_open", "expression", "head_pose", "gesture",
-                "reaction", "subject_box", "face_box", "transition"):
+    for key in (
+        "shot",
+        "defects",
+        "state",
+        "mouth_open",
+        "expression",
+        "head_pose",
+        "gesture",
+        "reaction",
+        "subject_box",
+        "face_box",
+        "transition",
+    ):
         assert key in first
     assert meta["audio_tracks"] == ["character", "partner"]
     states = {json.loads(line)["state"] for line in gt}
@@ -35,8 +46,15 @@ def test_same_seed_same_ground_truth_bytes(tmp_path):
     synth = EspeakSynth()
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-        render_recording("r", tmp_path / d, sample_identity(4), sample_identity(99).voice,
-                         6.0, seed=11, synth=synth)
+        render_recording(
+            "r",
+            tmp_path / d,
+            sample_identity(4),
+            sample_identity(99).voice,
+            6.0,
+            seed=11,
+            synth=synth,
+        )
     assert (tmp_path / "a/r.gt.jsonl").read_bytes() == (tmp_path / "b/r.gt.jsonl").read_bytes()
     assert (tmp_path / "a/r.meta.json").read_bytes() == (tmp_path / "b/r.meta.json").read_bytes()
 
