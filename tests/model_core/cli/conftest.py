@@ -1,41 +1,18 @@
-"""Run the model commands as a user does: a subprocess, its exit status, stdout and stderr."""
+"""Fixtures of the CLI tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[3]
-SAMPLE = REPO / "model_core" / "assets" / "sample"
-# `python -m model_core.cli` mounts the same registrars as the `lpm` console script.
-LPM = [sys.executable, "-m", "model_core.cli"]
-
-
-def run_lpm(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
-    return subprocess.run(
-        [*LPM, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-        **kw,
-    )
-
-
-@pytest.fixture
-def lpm():
-    return run_lpm
+from .runner import SAMPLE
 
 
 @pytest.fixture
 def portrait(tmp_path) -> Path:
+    """The bundled portrait copied to a plain path, as a user's own image would be."""
     p = tmp_path / "portrait.png"
     Image.open(SAMPLE / "lumi.png").convert("RGB").save(p)
     return p

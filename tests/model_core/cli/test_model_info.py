@@ -6,12 +6,13 @@ import dataclasses
 import json
 
 import pytest
-from conftest import run_lpm
 
 from model_core.bench.flops import ChunkWorkload, online_chunk_flops
 from model_core.cli.model_info import format_info
 from model_core.config import LPMConfig
 from model_core.model import build_model
+
+from .runner import run_lpm
 
 
 def small_config() -> LPMConfig:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LPM, REPO, SAMPLE, run_lpm
 from PIL import Image
 
+from model_core.cli import main
 from model_core.media import probe_mp4
+
+from .runner import LPM, REPO, SAMPLE, run_lpm
 
 SPEAK = SAMPLE / "speak.wav"
 
@@ -99,24 +102,49 @@ CASES = {
 }
 
 
+# Each of these runs as a real subprocess; the rest of CASES in-process through the same
+# `main` (status and stderr identical, without paying interpreter start-up per case).
+SUBPROCESS_CASES = (
+    "non-image file",
+    "image too large",
+    "wav not audio",
+    "5 body refs",
+    "seconds 0",
+)
+
+
+def _run_in_process(argv: list, capsys) -> tuple[int, str]:
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors exit from inside parse_args
+        status = e.code
+    return status, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_exit_2_no_output(tmp_path, portrait, bad_files, case):
+def test_bad_input_is_one_line_exit_2_no_output(tmp_path, portrait, bad_files, case, capsys):
     build, fragment = CASES[case]
-    files = bad_files
     out_dir = tmp_path / "out"
-    res = run_lpm("perform", *build(files, portrait), "-o", out_dir / "clip.mp4")
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
+    argv = ["perform", *build(bad_files, portrait), "-o", out_dir / "clip.mp4"]
+    if case in SUBPROCESS_CASES:
+        res = run_lpm(*argv)
+        status, err = res.returncode, res.stderr
+    else:
+        status, err = _run_in_process(argv, capsys)
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert lines[0].startswith("lpm perform: error: ") and fragment in lines[0], lines[0]
     assert not out_dir.exists()  # nothing written, not even the folder
 
 
-def test_output_must_be_an_mp4_file(tmp_path, portrait):
-    res = run_lpm("perform", G, portrait, S, SPEAK, "-o", tmp_path / "clip.avi")
-    assert res.returncode == 2 and "must end in .mp4" in res.stderr
-    res = run_lpm("perform", G, portrait, S, SPEAK, "-o", tmp_path)
-    assert res.returncode == 2 and "must end in .mp4" in res.stderr
+def test_output_must_be_an_mp4_file(tmp_path, portrait, capsys):
+    status, err = _run_in_process(
+        ["perform", G, portrait, S, SPEAK, "-o", tmp_path / "a.avi"], capsys
+    )
+    assert status == 2 and "must end in .mp4" in err
+    status, err = _run_in_process(["perform", G, portrait, S, SPEAK, "-o", tmp_path], capsys)
+    assert status == 2 and "must end in .mp4" in err
     assert list(tmp_path.iterdir()) == [portrait]
 
 
@@ -186,3 +214,28 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path, portrait):
     assert proc.returncode == 130, err
     assert "lpm perform: interrupted" in err
     assert list(out.parent.iterdir()) == []
+
+
+def test_lpm_entry_point_reports_errors_the_same_way(tmp_path, portrait):
+    """The `lpm` console script (services/cli.py) mounts the same registrar."""
+    args = [
+        "perform",
+        G,
+        str(portrait),
+        S,
+        str(SPEAK),
+        "--seconds",
+        "0",
+        "-o",
+        str(tmp_path / "a.mp4"),
+    ]
+    via_lpm = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, cwd=REPO
+    )
+    direct = run_lpm(*args)
+    assert via_lpm.returncode == direct.returncode == 2
+    assert (
+        via_lpm.stderr
+        == direct.stderr
+        == ("lpm perform: error: --seconds must be a positive number, got 0\n")
+    )
