@@ -40,6 +40,7 @@ class RecordingStats:
     render_s: float
     encode_s: float
     script_s: float
+    cpu_s: float  # process CPU time for the whole recording (unaffected by other load)
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -86,6 +87,7 @@ def render_recording(
 ) -> RecordingStats:
     """Render one recording into `out_dir`; files appear atomically (temp name, then rename)."""
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     script = build_script(identity, partner, seconds, seed, synth, fps, speech_split)
     rng = np.random.default_rng([seed, identity.index, 0xCA])
     setups = plan_setups(rng)
@@ -189,7 +191,9 @@ def render_recording(
     _write_atomic(out_dir / f"{name}.gt.jsonl", "\n".join(gt_lines) + "\n")
     _write_atomic(out_dir / f"{name}.meta.json", json.dumps(meta, indent=1))
     tmp_mp4.replace(out_dir / f"{name}.mp4")
-    return RecordingStats(name, script.frames, render_s, encode_s, script_s)
+    return RecordingStats(
+        name, script.frames, render_s, encode_s, script_s, time.process_time() - cpu0
+    )
 
 
 def _plant_audio_mismatch(script: Script, shots, fps: int) -> None:

@@ -86,6 +86,7 @@ def _render_one(args) -> dict:
         "render_s": st.render_s,
         "encode_s": st.encode_s,
         "script_s": st.script_s,
+        "cpu_s": st.cpu_s,
     }
 
 
@@ -127,12 +128,15 @@ def synthesize(plan: SynthPlan, progress=None) -> dict:
         "render_s": round(sum(r["render_s"] for r in done), 3),
         "encode_s": round(sum(r["encode_s"] for r in done), 3),
         "script_s": round(sum(r["script_s"] for r in done), 3),
+        "cpu_s": round(sum(r["cpu_s"] for r in done), 3),
         "fps_per_process": round(frames / cpu, 1) if cpu else None,
+        # Frames per CPU-second: the per-core rate on an otherwise idle machine.
+        "fps_per_cpu_core": round(frames / sum(r["cpu_s"] for r in done), 1) if done else None,
         "fps_wall": round(frames / wall, 1) if wall and frames else None,
     }
     if summary["fps_per_process"]:
         # Hours of 24 fps footage one hour of `workers` processes renders.
         summary["footage_hours_per_hour"] = round(frames / wall / 24.0, 2) if wall else None
-        summary["footage_hours_per_hour_2_cores"] = round(2 * summary["fps_per_process"] / 24.0, 2)
+        summary["footage_hours_per_hour_2_cores"] = round(2 * summary["fps_per_cpu_core"] / 24.0, 2)
     (plan.out / "synth.json").write_text(json.dumps(summary, indent=1))
     return summary
