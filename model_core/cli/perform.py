@@ -244,10 +244,8 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
     seconds = inputs.seconds or max(1, math.ceil(len(inputs.speak) / sr))
     n_frames = max(1, round(seconds * fps))
     n_chunks = math.ceil(n_frames / chunk)
-    speak = _fit_length(inputs.speak, n_chunks * spc)
-    listen = _fit_length(
-        inputs.listen if inputs.listen is not None else np.zeros(0), n_chunks * spc
-    )
+    speak = inputs.speak
+    listen = inputs.listen if inputs.listen is not None else np.zeros(0, np.float32)
     refs = ReferenceImages(global_image=inputs.global_image, body=inputs.body, face=inputs.face)
     try:
         pipe.validate_references(refs)
@@ -270,15 +268,15 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
         ) as bar,
     ):
         for i in range(n_chunks):
-            s, e = i * spc, (i + 1) * spc
+            sp, li = _window(speak, i * spc, spc), _window(listen, i * spc, spc)
             t = time.perf_counter()
-            res = stream.push(speak[s:e], listen[s:e])
+            res = stream.push(sp, li)
             wall = time.perf_counter() - t
             if first_frame_s is None:
                 first_frame_s = time.perf_counter() - t0
             keep = min(chunk, n_frames - i * chunk)  # the last chunk may be cut to --seconds
             t = time.perf_counter()
-            mp4.write(res.frames[:keep], mix_tracks(speak[s:e], listen[s:e])[: keep * sr // fps])
+            mp4.write(res.frames[:keep], mix_tracks(sp, li)[: keep * sr // fps])
             chunks.append(
                 {
                     "index": i,
@@ -312,9 +310,11 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
     }
 
 
-def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
+def _window(track: np.ndarray, start: int, n: int) -> np.ndarray:
+    """track[start:start + n], zero-padded past its end (silence after the last word)."""
     out = np.zeros(n, dtype=np.float32)
-    out[: min(n, len(x))] = x[:n]
+    part = track[start : start + n]
+    out[: len(part)] = part
     return out
 
 
