@@ -8,10 +8,14 @@ All input is validated before the model is built, so bad input costs no model ti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +262,7 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
     start_s = time.perf_counter() - t0
     first_frame_s = None
     with (
+        terminate_as_interrupt(),
         open_mp4(output, cfg.video.height, cfg.video.width, fps=fps, sample_rate=sr) as mp4,
         tqdm(
             total=n_chunks,
@@ -308,6 +313,23 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
         },
         "per_chunk": chunks,
     }
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, `docker stop`) unwinds like Ctrl-C, so the temp MP4 is removed too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _window(track: np.ndarray, start: int, n: int) -> np.ndarray:

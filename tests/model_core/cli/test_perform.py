@@ -197,7 +197,8 @@ def test_three_second_performance_is_a_72_frame_mp4_with_audio(tmp_path, portrai
     assert "wrote" in res.stdout and "72 frames" in res.stdout
 
 
-def test_ctrl_c_leaves_no_partial_file(tmp_path, portrait):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_no_partial_file(tmp_path, portrait, sig):
     out = tmp_path / "out" / "long.mp4"
     env_cmd = [*LPM, "perform", G, str(portrait), S, str(SPEAK), "--seconds", "600", "-o", str(out)]
     proc = subprocess.Popen(
@@ -209,7 +210,7 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path, portrait):
         time.sleep(0.1)
     assert list(out.parent.glob(".long.mp4.*")), "the writer never started"
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "lpm perform: interrupted" in err
