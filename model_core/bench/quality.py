@@ -94,8 +94,13 @@ def build_runners(s: QualityBenchSettings, checkpoint: str | None) -> tuple[dict
     needs_model = [n for n in s.systems if n != "ground_truth"]
     pipe = untrained = None
     if needs_model:
+        # A random init always includes the Base model, so the other parts' weights do not
+        # depend on which systems were asked for.
         pipe = LPMPipeline.build(
-            preset=s.preset, checkpoint=checkpoint, seed=s.seed, with_base="base" in s.systems
+            preset=s.preset,
+            checkpoint=checkpoint,
+            seed=s.seed,
+            with_base="base" in s.systems or checkpoint is None,
         )
     if "untrained" in s.systems:
         # Random init with the same seed: when no checkpoint is given this *is* `pipe`.

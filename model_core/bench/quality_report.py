@@ -94,7 +94,8 @@ def plot_quality(result: dict, path: Path) -> None:
             )
     ax.set_title("identity per minute (long stream)")
     ax.set_xlabel("minute")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     ax = axes[1][2]
     keys = [k for k, v in result["win_rates"].items() if v is not None]
     ax.barh(keys, [result["win_rates"][k] for k in keys], color="#37a")
