@@ -72,7 +72,10 @@ def build_model(
     """Random initialisation (deterministic per seed); on the meta device nothing is allocated."""
     torch.manual_seed(seed)
     with torch.device(device):
-        model = LPMModel(cfg, with_base=with_base)
+        # Always built, so random weights are the same with or without the Base teacher.
+        model = LPMModel(cfg, with_base=True)
     if str(device) != "meta":
         model.init_online_from_base()
+    if not with_base:
+        model.base = None
     return model.eval()

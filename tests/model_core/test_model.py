@@ -25,3 +25,12 @@ def test_backbone_starts_from_base_weights():
         model.base.named_parameters(), model.backbone.named_parameters(), strict=True
     ):
         assert torch.equal(a, b), n
+
+
+def test_random_weights_do_not_depend_on_building_the_base_teacher():
+    cfg = LPMConfig.preset("tiny")
+    a, b = build_model(cfg, seed=5), build_model(cfg, seed=5, with_base=False)
+    assert b.base is None
+    for (n, p), (_, q) in zip(a.backbone.named_parameters(), b.backbone.named_parameters(),
+                              strict=True):
+        assert torch.equal(p, q), n
