@@ -43,8 +43,9 @@ class ServiceRuntime:
         self.metrics = metrics or ServiceMetrics(name)
         self.health = health.HealthServicer()
         self._stopped = threading.Event()
+        self.telemetry = setup_opentelemetry(name, settings.otlp_endpoint)
         interceptors = [
-            *setup_opentelemetry(name, settings.otlp_endpoint),
+            *self.telemetry.interceptors,
             MetricsInterceptor(self.metrics),
             AuthInterceptor(ApiKeyVerifier(db, settings.auth_cache_s)),
         ]
@@ -119,6 +120,8 @@ class ServiceRuntime:
         grace = self.settings.shutdown_grace_s if grace is None else grace
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        # After the drain, so the spans of calls that were still in flight go out too.
+        self.telemetry.shutdown()
         if self.http:
             self.http.stop()
         log.info("service stopped", extra={"fields": {"service": self.name}})
