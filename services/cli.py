@@ -66,6 +66,49 @@ def _revoke_key(args) -> int:
     return 0
 
 
+def _janitor(args) -> int:
+    """One sweep of what the identity service's janitor does every `janitor_interval_s`."""
+    import datetime as dt
+
+    from services.common import migrate
+    from services.common.db import Database
+    from services.common.objectstore import open_object_store
+    from services.identity.images import ReferenceLimits
+    from services.identity.settings import IdentitySettings
+    from services.identity.store import IdentityStore
+
+    settings = IdentitySettings()
+    grace_s = settings.janitor_grace_s if args.grace_s is None else args.grace_s
+    if grace_s < 0:
+        raise UsageError(f"--grace-s must be >= 0, got {grace_s:g}")
+    revision, head = migrate.current(settings.database_url), migrate.head_revision()
+    if revision != head:
+        raise UsageError(
+            f"database is at revision {revision or 'none'}, needs {head}: run `lpm db upgrade`"
+        )
+    objects = open_object_store(
+        settings.object_store_url,
+        s3_endpoint=settings.s3_endpoint,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key,
+        s3_region=settings.s3_region,
+        s3_secure=settings.s3_secure,
+    )
+    limits = ReferenceLimits.for_preset(
+        settings.model_preset, settings.max_image_bytes, settings.max_image_pixels
+    )
+    db = Database(settings.database_url)
+    try:
+        store = IdentityStore(db, objects, limits, settings.effective_model_version)
+        removed = store.sweep_orphans(dt.timedelta(seconds=grace_s))
+    finally:
+        db.dispose()
+    for key in removed:
+        print(key)
+    print(f"removed {len(removed)} orphaned objects older than {grace_s:g}s", file=sys.stderr)
+    return 0
+
+
 def _db(args) -> int:
     from services.common import migrate
 
@@ -154,7 +197,7 @@ def _register_service_commands(sub) -> None:
     q.add_argument("--port", type=int, help="gRPC port (LPM_PORT)")
     q.set_defaults(func=_serve_identity, _prog=q.prog)
 
-    p = sub.add_parser("admin", help="administration: API keys")
+    p = sub.add_parser("admin", help="administration: API keys, janitor")
     s = p.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
     q = s.add_parser("create-key", help="create an API key for a tenant; prints it once")
     q.add_argument("--tenant", required=True)
@@ -163,6 +206,17 @@ def _register_service_commands(sub) -> None:
     q = s.add_parser("revoke-key", help="revoke an API key by its id")
     q.add_argument("key_id")
     q.set_defaults(func=_revoke_key, _prog=q.prog)
+    q = s.add_parser(
+        "janitor",
+        help="sweep the identity store once: remove objects no row points at and stale "
+        "encodings; prints the removed object keys",
+    )
+    q.add_argument(
+        "--grace-s",
+        type=float,
+        help="only touch objects older than this many seconds (default LPM_JANITOR_GRACE_S)",
+    )
+    q.set_defaults(func=_janitor, _prog=q.prog)
 
     p = sub.add_parser("db", help="database migrations (LPM_DATABASE_URL)")
     p.add_argument("action", choices=("upgrade", "downgrade"))

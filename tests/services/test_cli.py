@@ -144,3 +144,28 @@ def test_new_user_session(tmp_path, helpers, capsys):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_admin_janitor_sweeps_once(tmp_path, capsys, monkeypatch):
+    """`lpm admin janitor`: one sweep of the configured store, honouring the grace period."""
+    from services.common.objectstore import LocalObjectStore
+
+    monkeypatch.setenv("LPM_HOME", str(tmp_path))
+    for name in ("LPM_CONFIG", "LPM_DATABASE_URL", "LPM_OBJECT_STORE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["admin", "janitor"]) == 2  # no schema yet: says what to run, sweeps nothing
+    assert "run `lpm db upgrade`" in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    orphan = "tenants/acme/idn_gone/global.png"
+    LocalObjectStore(tmp_path / "objects").put(orphan, b"no row points here")
+    capsys.readouterr()
+
+    assert main(["admin", "janitor"]) == 0  # default grace (an hour): too young to touch
+    out = capsys.readouterr()
+    assert out.out == "" and "removed 0 orphaned objects" in out.err
+    assert main(["admin", "janitor", "--grace-s", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("lpm admin janitor: error: --grace-s")
+    assert main(["admin", "janitor", "--grace-s", "0"]) == 0
+    out = capsys.readouterr()
+    assert out.out.split() == [orphan] and "removed 1 orphaned objects" in out.err
+    assert not (tmp_path / "objects" / orphan).exists()
