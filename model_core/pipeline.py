@@ -77,6 +77,8 @@ class LPMPipeline:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", with_base: bool = True) -> LPMPipeline:
         cfg, state, meta = read_checkpoint(path)
+        # An Online-only checkpoint (no Base teacher weights) serves streams; it cannot render.
+        with_base = with_base and any(k.startswith("base.") for k in state)
         model = build_model(cfg, device="cpu", with_base=with_base)
         if not with_base:
             state = {k: v for k, v in state.items() if not k.startswith("base.")}

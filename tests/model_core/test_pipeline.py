@@ -93,3 +93,23 @@ def test_param_counts_by_part(pipe):
     parts = ("vae", "trunk", "audio", "text", "references", "refiner")
     assert counts["total"] == sum(counts[p] for p in parts)
     assert all(counts[p] > 0 for p in parts if p != "references")
+
+
+def test_online_only_checkpoint_loads_and_streams(pipe, tmp_path):
+    online = LPMPipeline(pipe.model, pipe.version)
+    state_dir = tmp_path / "online"
+    base, pipe.model.base = pipe.model.base, None
+    try:
+        online.save(state_dir)
+    finally:
+        pipe.model.base = base
+    loaded = LPMPipeline.load(state_dir)
+    assert loaded.model.base is None
+    frames = (
+        loaded.start_stream(ReferenceImages(img()))
+        .push(np.zeros(16000, np.float32), np.zeros(16000, np.float32))
+        .frames
+    )
+    assert frames.shape == (24, 128, 128, 3)
+    with pytest.raises(RuntimeError, match="without the Base model"):
+        loaded.render_base(ReferenceImages(img()), np.zeros(16000, np.float32), seconds=1)
