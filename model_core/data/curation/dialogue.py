@@ -54,12 +54,16 @@ def _vad_model():
 
 def speech_frames(pcm: np.ndarray, n_frames: int, fps: float, cfg: DialogueConfig) -> np.ndarray:
     """Boolean per video frame: silero-vad finds speech on this track."""
+    # Read the thread count before importing silero_vad: its first import sets torch to one
+    # thread, and restoring the count read after it would leave the whole process on one
+    # thread (float results of everything run later, the bench's included, depend on it).
+    threads = torch.get_num_threads()
     from silero_vad import get_speech_timestamps
 
+    torch.set_num_threads(threads)
     out = np.zeros(n_frames, bool)
     if not np.any(np.abs(pcm) > 1e-4):
         return out
-    threads = torch.get_num_threads()
     with torch.no_grad():
         stamps = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)),
