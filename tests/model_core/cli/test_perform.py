@@ -204,14 +204,22 @@ def test_interrupt_leaves_no_partial_file(tmp_path, portrait, sig):
     proc = subprocess.Popen(
         env_cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.time() + 60
-    # Wait until the MP4 is being written (its temp file exists), then interrupt.
-    while time.time() < deadline and not list(out.parent.glob(".long.mp4.*")):
-        time.sleep(0.1)
-    assert list(out.parent.glob(".long.mp4.*")), "the writer never started"
-    time.sleep(0.5)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    try:
+        # Wait until the MP4 is being written (its temp file exists), then interrupt. The
+        # deadline is generous: on a loaded machine the first chunk can take a while.
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(out.parent.glob(".long.mp4.*")):
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert list(out.parent.glob(".long.mp4.*")), "the writer never started"
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a 600-second render running behind a failure
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "lpm perform: interrupted" in err
     assert list(out.parent.iterdir()) == []
