@@ -317,7 +317,9 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`kill`, `docker stop`) unwinds like Ctrl-C, so the temp MP4 is removed too."""
+    """SIGTERM (`kill`, `docker stop`) unwinds like Ctrl-C, so the temp MP4 is removed too.
+    SIGINT is handled explicitly as well: a process started in the background by a
+    non-interactive shell inherits SIGINT as ignored, and Ctrl-C must still work there."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -326,10 +328,12 @@ def terminate_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _window(track: np.ndarray, start: int, n: int) -> np.ndarray:
