@@ -24,11 +24,11 @@ from model_core.data.performer.identity import (
     CharacterIdentity,
     sample_identity,
 )
+from model_core.data.performer.recording import script_pose
 from model_core.data.performer.render import (
     VIEWS,
     Camera,
     CharacterRenderer,
-    Pose,
     face_params,
     reference_set,
 )
@@ -110,31 +110,6 @@ def bench_camera(
     s = 0.8 * size / (1.15 * 2 * width) * (1 + sj)
     cy = 0.06 * size + 1.3 * identity.head_h * s
     return Camera(scale=s, cx=size / 2 + dx * size, cy=cy + dy * size)
-
-
-def script_pose(script: Script, f: int, body_yaw: float) -> Pose:
-    c = script.controls
-    return Pose(
-        body_yaw=body_yaw,
-        yaw=float(c["yaw"][f]),
-        pitch=float(c["pitch"][f]),
-        roll=float(c["roll"][f]),
-        sway_x=float(c["sway_x"][f]),
-        breath=float(c["breath"][f]),
-        mouth_open=float(c["mouth_open"][f]),
-        mouth_round=float(c["mouth_round"][f]),
-        expression=script.expression[f],
-        intensity=float(c["intensity"][f]),
-        brow_raise=float(c["brow_raise"][f]),
-        smile_extra=float(c["smile_extra"][f]),
-        blink=float(c["blink"][f]),
-        gaze_x=float(c["gaze_x"][f]),
-        gaze_y=float(c["gaze_y"][f]),
-        gesture=script.gesture[f],
-        gesture_amount=float(c["gesture_amount"][f]),
-        gesture_phase=float(c["gesture_phase"][f]),
-        beat=float(c["beat"][f]),
-    )
 
 
 def references_of(identity: CharacterIdentity, size: int) -> ReferenceImages:

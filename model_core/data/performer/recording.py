@@ -47,7 +47,8 @@ def _r(x: float, nd: int = 3) -> float:
     return round(float(x), nd)
 
 
-def _pose(script: Script, f: int, body_yaw: float) -> Pose:
+def script_pose(script: Script, f: int, body_yaw: float) -> Pose:
+    """The renderer's pose at frame f of a behaviour script, seen from body_yaw."""
     c = script.controls
     return Pose(
         body_yaw=body_yaw,
@@ -119,14 +120,14 @@ def render_recording(
             ta = time.perf_counter()
             sh = shots[shot_of[f]]
             setup = setups[sh.setup]
-            pose = _pose(script, f, setup.body_yaw)
+            pose = script_pose(script, f, setup.body_yaw)
             img, box, face = draw(sh, f, pose)
             transition = None
             if f == sh.start and sh.transition == "cut":
                 transition = "cut"
             if sh.transition == "dissolve" and f < sh.start + sh.transition_frames:
                 prev = shots[sh.index - 1]
-                pose_prev = _pose(script, f, setups[prev.setup].body_yaw)
+                pose_prev = script_pose(script, f, setups[prev.setup].body_yaw)
                 img_prev, _, _ = draw(prev, f, pose_prev)
                 a = (f - sh.start + 1) / (sh.transition_frames + 1)
                 img = img_prev * (1 - a) + img * a
