@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_core.cli import OneLineArgumentParser, register_model_commands
+from model_core.cli import OneLineArgumentParser, register_model_commands, run_parsed
 from model_core.cli.errors import UsageError
 
 DEFAULT_IDENTITY_TARGET = "127.0.0.1:50051"
@@ -259,16 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    prog = getattr(args, "_prog", None) or f"lpm {args.command}"
+    """Model-side errors as model_core.cli prints them; a gRPC error as `STATUS: message`."""
     try:
-        return int(args.func(args) or 0)
-    except UsageError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return run_parsed(build_parser().parse_args(argv))
     except BrokenPipeError:  # `lpm identity show X | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -51,9 +51,8 @@ def build_parser(prog: str = "lpm") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "lpm") -> int:
-    """Parse, run; UsageError -> one line on stderr and status 2, Ctrl-C -> status 130."""
-    args = build_parser(prog).parse_args(argv)
+def run_parsed(args: argparse.Namespace, prog: str = "lpm") -> int:
+    """Run a parsed command: UsageError -> one line on stderr and status 2, Ctrl-C -> 130."""
     name = getattr(args, "_prog", None) or f"{prog} {args.command}"
     try:
         return int(args.func(args) or 0)
@@ -63,3 +62,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "lpm") -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "lpm") -> int:
+    return run_parsed(build_parser(prog).parse_args(argv), prog)
