@@ -76,7 +76,7 @@ class LPMPipeline:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", with_base: bool = True) -> LPMPipeline:
-        cfg, state, meta = read_checkpoint(path)
+        cfg, state, meta = read_checkpoint(path, with_base=with_base)
         # An Online-only checkpoint (no Base teacher weights) serves streams; it cannot render.
         with_base = with_base and any(k.startswith("base.") for k in state)
         model = build_model(cfg, device="cpu", with_base=with_base)
@@ -90,8 +90,14 @@ class LPMPipeline:
             )
         return cls(model.to(device).eval(), version=meta.get("version", Path(path).name))
 
-    def save(self, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-        return save_checkpoint(self.model, self.config, path, version=self.version, dtype=dtype)
+    def save(
+        self, path: str | Path, dtype: torch.dtype = torch.float32, split_base: bool = False
+    ) -> Path:
+        """`split_base`: the Base teacher in its own file, so serving reads only the Online
+        model (checkpoint.BASE_WEIGHTS)."""
+        return save_checkpoint(
+            self.model, self.config, path, version=self.version, dtype=dtype, split_base=split_base
+        )
 
     def param_counts(self) -> dict[str, int]:
         return self.model.param_counts()

@@ -161,3 +161,35 @@ def load_judges(folder: Path | None = None, allow_untrained: bool = False) -> Ju
         with safe_open(str(path), "pt") as f:
             info = json.loads((f.metadata() or {}).get("info", "{}"))
     return Judges(probe.eval(), embedder.eval(), info)
+
+
+_LOADED: dict[str, Judges] = {}
+
+
+def _default_judges() -> Judges:
+    if "default" not in _LOADED:
+        _LOADED["default"] = load_judges()
+    return _LOADED["default"]
+
+
+def score(frames: np.ndarray, audio: np.ndarray, refs, judges: Judges | None = None) -> float:
+    """The automatic preference judge DPO labels pairs with (higher is better): half lip sync
+    (the probe's mouth opening against the speaking track's per-frame RMS, Pearson) and half
+    identity (each frame's best embedding similarity to the reference set), the bench's own
+    lip-sync and identity metrics on one clip.
+
+    frames: uint8 (T, H, W, 3); audio: the speaking track as 16 kHz PCM spanning those T
+    frames at 24 fps; refs: the identity's `ReferenceImages`."""
+    from model_core.bench.metrics.identity import frame_similarity
+    from model_core.bench.metrics.lip_sync import _smooth, pearson
+    from model_core.bench.scenarios import frame_rms
+
+    j = judges or _default_judges()
+    frames = np.asarray(frames)
+    energy = frame_rms(np.asarray(audio, np.float32), len(frames))
+    mouth = j.probe.predict(frames)["mouth_open"].astype(np.float64)
+    lip = pearson(_smooth(mouth), _smooth(energy.astype(np.float64)))
+    images = [refs.global_image, *refs.body.values(), *refs.face.values()]
+    ref_emb = np.concatenate([j.embedder.embed(np.asarray(i)[None]) for i in images])
+    ident = float(frame_similarity(j.embedder.embed(frames), ref_emb).mean())
+    return 0.5 * lip + 0.5 * ident

@@ -170,6 +170,7 @@ def _run_all(args: argparse.Namespace) -> int:
         stages=stages,
         ship=args.ship,
         progress=not args.no_progress,
+        workers=args.threads or 1,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     print(json.dumps(report))

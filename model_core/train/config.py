@@ -26,6 +26,10 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     max_minutes: float | None = None  # stop (checkpointed, finalized) when the budget is spent
+    # Learning-rate schedule after warm-up: "constant", or "cosine" down to lr * lr_floor over
+    # the run's progress (the larger of steps done / steps and minutes spent / max_minutes).
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.1
     clip_seconds: int = 2  # seconds per cached latent window (stages crop what they need)
     max_windows: int = 256  # windows encoded into the latent cache
     max_recordings: int | None = None
@@ -40,12 +44,15 @@ class TrainConfig:
 
 # The `tiny` curriculum: steps, batch and learning rate per stage, sized so that all stages
 # together fit in about two hours of a 2-core CPU shared with other work (docs/training.md).
+# The step counts are upper bounds: on this machine each stage's time budget
+# (curriculum.TINY_MINUTES) is what ends it, and the cosine schedule follows whichever of the
+# two runs out first. EMA weights are what each stage hands on.
 TINY_CURRICULUM: dict[str, dict[str, Any]] = {
-    "vae": dict(steps=800, batch=2, lr=5e-4, options={"frames": 9}),
-    "base": dict(steps=1500, batch=2, lr=3e-4),
-    "ode": dict(steps=300, batch=2, lr=1e-4, options={"ode_steps": 4}),
-    "dmd-off": dict(steps=300, batch=2, lr=2e-5, options={"generator_every": 2}),
-    "dmd-on": dict(steps=200, batch=2, lr=2e-5, options={"generator_every": 2}),
-    "refiner": dict(steps=400, batch=2, lr=2e-4),
-    "dpo": dict(steps=100, batch=2, lr=5e-6, options={"beta": 500.0}),
+    "vae": dict(steps=4000, batch=2, lr=5e-4, ema=0.995, options={"frames": 9}),
+    "base": dict(steps=8000, batch=2, lr=3e-4, ema=0.998),
+    "ode": dict(steps=1000, batch=2, lr=1e-4, ema=0.99, options={"ode_steps": 4}),
+    "dmd-off": dict(steps=600, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "dmd-on": dict(steps=400, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "refiner": dict(steps=2000, batch=2, lr=2e-4, ema=0.995),
+    "dpo": dict(steps=200, batch=2, lr=5e-6, options={"beta": 500.0}),
 }

@@ -194,15 +194,24 @@ class Trainer:
         return f"{self.cfg.name}-{self.tc.stage}-step{self.step}"
 
     # -- the loop -------------------------------------------------------------------------------
-    def _set_lr(self) -> float:
-        scale = min(1.0, (self.step + 1) / max(1, self.tc.warmup))
+    def _set_lr(self, elapsed_s: float = 0.0) -> float:
+        tc = self.tc
+        scale = min(1.0, (self.step + 1) / max(1, tc.warmup))
+        if tc.lr_schedule == "cosine":
+            progress = self.step / max(1, tc.steps)
+            if tc.max_minutes:
+                progress = max(progress, elapsed_s / (60 * tc.max_minutes))
+            cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            scale *= tc.lr_floor + (1 - tc.lr_floor) * cos
+        elif tc.lr_schedule != "constant":
+            raise ValueError(f"unknown lr_schedule {tc.lr_schedule!r} (constant or cosine)")
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * scale
         return self.optimizer.param_groups[0]["lr"]
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, elapsed_s: float = 0.0) -> dict[str, float]:
         tick = time.perf_counter()
-        lr = self._set_lr()
+        lr = self._set_lr(elapsed_s)
         batch = self.batches.next()
         loss, metrics = self.objective.step(batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -241,7 +250,7 @@ class Trainer:
         stopped_early = False
         with self.log_path.open("a") as log:
             while self.step < tc.steps:
-                rec = self.train_step()
+                rec = self.train_step(time.perf_counter() - start)
                 rec["elapsed_s"] = round(time.perf_counter() - start, 2)
                 first = rec["loss"] if first is None else first
                 log.write(json.dumps(rec) + "\n")

@@ -113,3 +113,28 @@ def test_online_only_checkpoint_loads_and_streams(pipe, tmp_path):
     assert frames.shape == (24, 128, 128, 3)
     with pytest.raises(RuntimeError, match="without the Base model"):
         loaded.render_base(ReferenceImages(img()), np.zeros(16000, np.float32), seconds=1)
+
+
+def test_split_base_checkpoint_serves_without_reading_the_teacher(pipe, tmp_path):
+    from model_core.checkpoint import BASE_WEIGHTS, WEIGHTS
+
+    path = pipe.save(tmp_path / "split", dtype=torch.float16, split_base=True)
+    from safetensors import safe_open
+
+    with safe_open(str(path / WEIGHTS), "pt") as f:
+        online_keys = set(f.keys())
+    with safe_open(str(path / BASE_WEIGHTS), "pt") as f:
+        base_keys = set(f.keys())
+    assert base_keys and all(k.startswith("base.") for k in base_keys)
+    assert online_keys and not any(k.startswith("base.") for k in online_keys)
+
+    serving = LPMPipeline.load(path, with_base=False)
+    assert serving.model.base is None
+    full = LPMPipeline.load(path)
+    assert full.model.base is not None
+    for k, v in pipe.model.base.state_dict().items():
+        assert torch.equal(full.model.base.state_dict()[k], v.half().float()), k
+    # Saving again without the split removes the teacher file, so stale weights never load.
+    full.save(path)
+    assert not (path / BASE_WEIGHTS).exists()
+    assert LPMPipeline.load(path).model.base is not None

@@ -13,9 +13,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def validation():
+def samples():
     renderer = ScenarioRenderer()
-    samples = [renderer.render(spec) for spec in scenario_specs(10, 3)[:3]]
+    return [renderer.render(spec) for spec in scenario_specs(10, 3)[:3]]
+
+
+@pytest.fixture(scope="module")
+def validation(samples):
     return validate_metrics(samples, load_judges())
 
 
@@ -36,3 +40,22 @@ def test_ground_truth_lip_sync_is_clearly_positive(validation):
 def test_judge_prefers_real_footage(validation):
     for variant, rate in validation["judge_prefers_ground_truth"].items():
         assert rate >= 0.66, (variant, rate)
+
+
+def test_dpo_judge_scores_real_footage_above_broken_footage(samples):
+    """`score` is what labels DPO pairs: the real clip must beat noise, a frozen frame, the
+    same clip against another character's references, and frames out of time."""
+    import numpy as np
+
+    from model_core.bench.judges import score
+
+    sample = next(s for s in samples if s.kind == "speaking")
+    other = next(s for s in samples if s.spec.identity_index != sample.spec.identity_index)
+    frames, speak, refs = sample.frames, sample.speak, sample.refs
+    real = score(frames, speak, refs)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, frames.shape, dtype=np.uint8)
+    assert real > score(noise, speak, refs) + 0.2
+    assert real > score(np.repeat(frames[:1], len(frames), 0), speak, refs) + 0.1
+    assert real > score(frames, speak, other.refs) + 0.05
+    assert real > score(frames[::-1].copy(), speak, refs) + 0.1
