@@ -91,3 +91,32 @@ def test_old_checkpoints_are_pruned_and_next_stage_starts_from_final(
     assert torch.equal(trainer.model.base.head.head.weight, base_state["base.head.head.weight"])
     # The ODE warm-up starts the Backbone from the trained Base weights.
     assert torch.equal(trainer.model.backbone.head.head.weight, base_state["base.head.head.weight"])
+
+
+def test_cosine_schedule_follows_steps_or_minutes_whichever_runs_out_first(
+    tmp_path, micro_cfg, micro_source, micro_cache
+):
+    tc = TrainConfig(
+        stage="base",
+        out=str(tmp_path),
+        steps=100,
+        lr=1e-3,
+        warmup=1,
+        progress=False,
+        lr_schedule="cosine",
+        lr_floor=0.1,
+    )
+    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=micro_cache)
+    assert trainer._set_lr() == pytest.approx(1e-3)
+    trainer.step = 50
+    assert trainer._set_lr() == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    trainer.step = 100
+    assert trainer._set_lr() == pytest.approx(1e-4)
+    # With a time budget, minutes spent count as progress too.
+    trainer.tc = tc.replace(max_minutes=10.0)
+    trainer.step = 0
+    assert trainer._set_lr(elapsed_s=600.0) == pytest.approx(1e-4)
+    assert trainer._set_lr(elapsed_s=300.0) == pytest.approx(1e-3 * 0.55)
+    trainer.tc = tc.replace(lr_schedule="linear")
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        trainer._set_lr()
