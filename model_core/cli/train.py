@@ -12,7 +12,7 @@ import sys
 
 from model_core.cli.errors import UsageError
 
-STAGE_NAMES = ("vae", "base", "ode", "dmd-off", "dmd-on", "refiner", "dpo")
+STAGE_NAMES = ("vae", "base", "ode", "dmd-off", "dmd-on", "refiner", "dpo", "vae-decoder")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -207,9 +207,12 @@ class FrameBatches:
     def __init__(
         self, source: ClipSource, frames: int, batch: int, max_windows: int = 64, seed: int = 0
     ):
-        wins = source.windows(1)
+        seconds = max(1, math.ceil(frames / 24))  # windows long enough for one crop
+        wins = source.windows(seconds)
+        if not wins:
+            raise ValueError(f"no usable {seconds}-second windows in the data for {frames} frames")
         pick = np.random.default_rng(seed).permutation(len(wins))[:max_windows]
-        self.clips = [source.clip(wins[i], 1).frames for i in sorted(pick)]
+        self.clips = [source.clip(wins[i], seconds).frames for i in sorted(pick)]
         self.frames, self.batch = frames, batch
         self.generator = torch.Generator().manual_seed(seed)
 

@@ -68,3 +68,49 @@ class VAEObjective(Objective):
         vae.latent_mean.copy_(z.mean(dim=1))
         vae.latent_std.copy_(z.std(dim=1).clamp_min(1e-3))
         return {"latent_std_mean": float(vae.latent_std.mean())}
+
+
+class DecoderObjective(VAEObjective):
+    """Last stage, `vae-decoder`: the VAE's decoder fitted to long clips with the encoder frozen.
+
+    The `vae` stage sees short clips (1+8 frames), so its causal decoder never meets the steady
+    state of a stream, where every temporal convolution sees only frames after the first:
+    decoding 2 s or more then degrades with time. This stage decodes long clips (1+48 frames,
+    past the decoder's temporal receptive field) from the frozen encoder's latents. The
+    encoder, the latent statistics and so every latent the DiT stages learned stay as they
+    were; only the pixels a latent turns into improve.
+    """
+
+    name = "vae-decoder"
+
+    def __init__(self, model, options=None):
+        super().__init__(model, options)
+        self.frames_per_clip = self.option("frames", 49)
+
+    def trainable_modules(self):
+        return [self.model.vae.decoder]
+
+    def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        vae = self.model.vae
+        with torch.no_grad():
+            mean, _ = vae.encode_posterior(video)
+        recon = vae.decode(vae.normalize(mean), clamp=False)
+        l1 = (recon - video).abs().mean()
+        grad = gradient_loss(recon, video)
+        loss = l1 + self.w_grad * grad
+        with torch.no_grad():
+            mse = F.mse_loss(recon.clamp(-1, 1), video)
+            psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+            # The second half of the clip is where a short-clip decoder fails.
+            half = video.shape[2] // 2
+            late = F.mse_loss(recon[:, :, half:].clamp(-1, 1), video[:, :, half:])
+            psnr_late = 10 * torch.log10(4.0 / late.clamp_min(1e-10))
+        return loss, {
+            "l1": l1.item(),
+            "grad": grad.item(),
+            "psnr": float(psnr),
+            "psnr_late": float(psnr_late),
+        }
+
+    def finalize(self, batches, clips: int = 16) -> dict[str, float]:
+        return {}  # the latent statistics belong to the frozen encoder

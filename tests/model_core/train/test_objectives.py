@@ -13,6 +13,7 @@ CASES = {
     "dmd-off": (20, 1e-3, {"generator_every": 1}),
     "dmd-on": (20, 1e-3, {"generator_every": 1, "chunks": 2}),
     "refiner": (30, 3e-3, {}),
+    "vae-decoder": (30, 3e-3, {"frames": 25}),
 }
 # dpo learns from preference pairs: tests/model_core/train/test_dpo.py
 
@@ -39,3 +40,30 @@ def test_loss_decreases_on_a_fixed_batch(stage, tmp_path, micro_cfg, micro_sourc
     losses = [trainer.train_step()["loss"] for _ in range(steps)]
     k = max(3, steps // 5)
     assert mean(losses[-k:]) < mean(losses[:k]), losses
+
+
+def test_decoder_stage_leaves_the_encoder_and_latent_statistics_alone(
+    tmp_path, micro_cfg, micro_source, fixed_cache
+):
+    """Every latent the DiT stages learned must stay valid: only the decoder may move."""
+    import torch
+
+    tc = TrainConfig(
+        stage="vae-decoder",
+        out=str(tmp_path),
+        steps=3,
+        lr=3e-3,
+        warmup=1,
+        batch=1,
+        progress=False,
+        options={"frames": 25},
+    )
+    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+    vae = trainer.model.vae
+    enc = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+    dec = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+    stats = (vae.latent_mean.clone(), vae.latent_std.clone())
+    trainer.run()
+    assert all(torch.equal(v, vae.encoder.state_dict()[k]) for k, v in enc.items())
+    assert torch.equal(stats[0], vae.latent_mean) and torch.equal(stats[1], vae.latent_std)
+    assert not all(torch.equal(v, vae.decoder.state_dict()[k]) for k, v in dec.items())
