@@ -46,6 +46,7 @@ class QualityBenchSettings:
     base_steps: int = 8
     base_every: int = 1  # render Base on every n-th sample (it is the slowest system)
     stream_seconds: int = 600  # the long looped stream for per-minute stability
+    stream_systems: tuple[str, ...] | None = None  # who runs it (None: every streaming system)
     minute_seconds: int = 60
     validation_samples: int = 20
     threads: int | None = None
@@ -131,7 +132,11 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
     specs = scenario_specs(s.samples, s.seconds, s.seed)
     renderer = ScenarioRenderer()
     base_specs = {sp.index for sp in specs if sp.index % max(1, s.base_every) == 0}
-    streaming = [n for n in s.systems if n in STREAMING]
+    streaming = [
+        n
+        for n in s.systems
+        if n in STREAMING and (s.stream_systems is None or n in s.stream_systems)
+    ]
     minutes = s.stream_seconds // s.minute_seconds if s.minute_seconds else 0
     work = sum(1 for n in s.systems for sp in specs if n != "base" or sp.index in base_specs)
     work += min(s.validation_samples, s.samples) + len(streaming) * s.stream_seconds
@@ -242,7 +247,7 @@ def long_stream(run: _Run, minutes: int) -> dict:
     for name, runner in run.runners.items():
         if name == "ground_truth":
             per_minute = [gt] * minutes  # the same footage every minute
-        elif name in STREAMING:
+        elif name in STREAMING and (s.stream_systems is None or name in s.stream_systems):
             if (
                 name == "untrained"
                 and "online" in out

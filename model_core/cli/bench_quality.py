@@ -57,6 +57,11 @@ def register_quality(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="length of the looped long stream (default 600; quick 24; 0 to skip)",
     )
+    p.add_argument(
+        "--stream-systems",
+        help="comma-separated systems that run the long stream (default: every streaming "
+        "system; the stream is the slowest part of the bench)",
+    )
     p.add_argument("--minute-seconds", type=int, help="'minute' length (default 60; quick 6)")
     p.add_argument("--validation-samples", type=int, help="samples for metric validation")
     p.add_argument("--judges", metavar="DIR", help="folder with the trained judges")
@@ -121,6 +126,17 @@ def quality_settings(args: argparse.Namespace):
                 f"expected some of {','.join(SYSTEM_NAMES)}"
             )
         overrides["systems"] = systems
+    if args.stream_systems:
+        from model_core.bench.systems import STREAMING
+
+        chosen = tuple(x.strip() for x in args.stream_systems.split(",") if x.strip())
+        bad = [x for x in chosen if x not in STREAMING]
+        if bad or not chosen:
+            raise UsageError(
+                f"--stream-systems: {bad[0] if bad else '(none)'!r} does not stream; "
+                f"expected some of {','.join(STREAMING)}"
+            )
+        overrides["stream_systems"] = chosen
     if args.checkpoint:
         overrides["checkpoint"] = args.checkpoint
     if args.judges:

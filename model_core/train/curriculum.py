@@ -21,7 +21,7 @@ from typing import Any
 from model_core.train.config import TINY_CURRICULUM, TrainConfig
 from model_core.train.objectives import STAGES
 
-# Minutes each stage may take in the tiny recipe (sum 97); steps stop there.
+# Minutes each stage may take in the tiny recipe (sum 96); steps stop there.
 TINY_MINUTES = {
     "vae": 12,
     "base": 50,
@@ -30,7 +30,7 @@ TINY_MINUTES = {
     "dmd-on": 5,
     "refiner": 6,
     "dpo": 4,
-    "vae-decoder": 8,
+    "vae-decoder": 7,
 }
 # Footage for the tiny recipe: short recordings, one per identity, so that 10 minutes hold
 # 30 characters, 12 minutes 36 (the model must learn to copy appearance from the references, not memorise

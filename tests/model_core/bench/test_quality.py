@@ -124,3 +124,16 @@ def test_registrars_add_both_commands():
     p = _parser()
     assert isinstance(p, argparse.ArgumentParser)
     assert p.parse_args(["bench", "train-judges", "--probe-epochs", "1"]).probe_epochs == 1
+
+
+def test_stream_systems_limits_the_long_stream_to_the_chosen_systems():
+    r = run_quality_bench(
+        quick_settings(
+            **TINY | dict(stream_seconds=2),
+            systems=("ground_truth", "online", "no_sink"),
+            stream_systems=("online",),
+        )
+    )
+    assert r["systems"]["online"]["drift"] is not None
+    assert r["systems"]["no_sink"]["drift"] is None and r["systems"]["no_sink"]["stability"] is None
+    assert r["systems"]["no_sink"]["samples"] == 1  # its samples were still rendered
