@@ -1,7 +1,7 @@
 """The shipped `tiny` checkpoint: it loads the way serving loads it, it is small, and its
 LPM-Bench-mini figures are reproduced by `lpm bench quality --quick` within tolerance.
 
-The figures it is checked against were written by the command in docs/bench/README.md
+The figures it is checked against were written by the command in the README (Measured)
 (`lpm bench quality --quick --threads 2 --json docs/bench/quality_quick.json`) when the
 checkpoint was shipped. A fresh run uses the same seeds, so the only differences allowed are
 floating-point ones (thread count, library versions); a changed checkpoint, judge or bench
