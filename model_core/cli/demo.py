@@ -7,6 +7,7 @@ same streaming path as `lpm perform`, with no files of your own needed.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from model_core.cli import perform as perform_cmd
 
@@ -60,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
         f'"{sample.speak_line}"\n'
         f"  play it: ffplay {output}  (or open it in any video player)"
     )
+    shipped = perform_cmd.SHIPPED_CHECKPOINTS / config.name
+    if args.checkpoint and Path(args.checkpoint).resolve() == shipped.resolve():
+        print(
+            f"  note: the shipped '{config.name}' model was trained for about 1.6 h on 2 CPU "
+            "cores (docs/training.md): expect a blurry likeness of the character, not a "
+            "sharp one; its measured quality is in the README (LPM-Bench-mini)."
+        )
     if not args.checkpoint:
         print(
             f"  note: no trained checkpoint for '{config.name}' was found in "
