@@ -118,25 +118,13 @@ def quality_settings(args: argparse.Namespace):
         if getattr(args, k) is not None
     }
     if args.systems:
-        systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
-        bad = [x for x in systems if x not in SYSTEM_NAMES]
-        if bad or not systems:
-            raise UsageError(
-                f"unknown system {bad[0] if bad else '(none)'!r}; "
-                f"expected some of {','.join(SYSTEM_NAMES)}"
-            )
-        overrides["systems"] = systems
+        overrides["systems"] = _system_list(args.systems, SYSTEM_NAMES, "unknown system")
     if args.stream_systems:
         from model_core.bench.systems import STREAMING
 
-        chosen = tuple(x.strip() for x in args.stream_systems.split(",") if x.strip())
-        bad = [x for x in chosen if x not in STREAMING]
-        if bad or not chosen:
-            raise UsageError(
-                f"--stream-systems: {bad[0] if bad else '(none)'!r} does not stream; "
-                f"expected some of {','.join(STREAMING)}"
-            )
-        overrides["stream_systems"] = chosen
+        overrides["stream_systems"] = _system_list(
+            args.stream_systems, STREAMING, "--stream-systems: does not stream:"
+        )
     if args.checkpoint:
         overrides["checkpoint"] = args.checkpoint
     if args.judges:
@@ -144,6 +132,17 @@ def quality_settings(args: argparse.Namespace):
             raise UsageError(f"--judges {args.judges}: not a folder")
         overrides["judges_dir"] = args.judges
     return replace(s, seed=args.seed, preset=args.preset, base_every=args.base_every, **overrides)
+
+
+def _system_list(value: str, allowed: tuple[str, ...], problem: str) -> tuple[str, ...]:
+    """A comma-separated list of system names, each one of `allowed`."""
+    chosen = tuple(x.strip() for x in value.split(",") if x.strip())
+    bad = [x for x in chosen if x not in allowed]
+    if bad or not chosen:
+        raise UsageError(
+            f"{problem} {bad[0] if bad else '(none)'!r}; expected some of {','.join(allowed)}"
+        )
+    return chosen
 
 
 def run_quality(args: argparse.Namespace) -> int:
