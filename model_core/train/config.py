@@ -48,12 +48,26 @@ class TrainConfig:
 # (curriculum.TINY_MINUTES) is what ends it, and the cosine schedule follows whichever of the
 # two runs out first. EMA weights are what each stage hands on.
 TINY_CURRICULUM: dict[str, dict[str, Any]] = {
-    "vae": dict(steps=4000, batch=2, lr=5e-4, ema=0.995, options={"frames": 9}),
-    "base": dict(steps=8000, batch=2, lr=3e-4, ema=0.998, options={"timestep_shift": 3.0}),
-    "ode": dict(steps=1000, batch=2, lr=1e-4, ema=0.99, options={"ode_steps": 4}),
-    "dmd-off": dict(steps=600, batch=2, lr=2e-5, options={"generator_every": 2}),
+    "vae": dict(
+        steps=5000, batch=2, lr=5e-4, ema=0.995, options={"frames": 13, "motion_weight": 2.0}
+    ),
+    "base": dict(
+        steps=8000,
+        batch=2,
+        lr=3e-4,
+        ema=0.998,
+        options={"timestep_shift": 3.0, "motion_weight": 1.0},
+    ),
+    "ode": dict(
+        steps=1000, batch=2, lr=1e-4, ema=0.99, options={"ode_steps": 4, "context_noise": 0.3}
+    ),
+    "dmd-off": dict(
+        steps=600, batch=2, lr=2e-5, options={"generator_every": 2, "context_noise": 0.3}
+    ),
     "dmd-on": dict(steps=400, batch=2, lr=2e-5, options={"generator_every": 2}),
     "refiner": dict(steps=2000, batch=2, lr=2e-4, ema=0.995),
     "dpo": dict(steps=200, batch=2, lr=5e-6, options={"beta": 500.0}),
-    "vae-decoder": dict(steps=2000, batch=1, lr=2e-4, ema=0.99, options={"frames": 49}),
+    "vae-decoder": dict(
+        steps=2000, batch=1, lr=2e-4, ema=0.99, options={"frames": 49, "motion_weight": 2.0}
+    ),
 }

@@ -19,6 +19,7 @@ import torch
 from model_core.flow import add_noise, sample_training_timesteps
 from model_core.train.objectives import Objective
 from model_core.train.objectives.conditioning import LPMConditioner, random_crop
+from model_core.train.objectives.vae import motion_weights, weighted_mean
 
 
 class BaseFlowObjective(Objective):
@@ -34,6 +35,7 @@ class BaseFlowObjective(Objective):
         self.p_global = self.option("only_global_refs", 0.2)
         self.p_prefix = self.option("clean_prefix", 0.25)
         self.shift = self.option("timestep_shift", 1.0)
+        self.w_motion = self.option("motion_weight", 0.0)
 
     def trainable_modules(self):
         return [self.model.base, self.model.audio_encoder, self.model.text_encoder]
@@ -59,5 +61,6 @@ class BaseFlowObjective(Objective):
         noise = torch.randn_like(x0)
         v = m.base(add_noise(x0, noise, t), t, **self.cond.forward_kwargs(m.base, cond, f))
         err = (v - (noise - x0)).pow(2)[:, :, scored]
-        loss = err.mean()
-        return loss, {"fm": loss.item(), "t": float(t[:, -1].mean())}
+        w = motion_weights(x0, self.w_motion)
+        loss = weighted_mean(err, None if w is None else w[:, :, scored])
+        return loss, {"fm": loss.item(), "fm_plain": err.mean().item(), "t": float(t[:, -1].mean())}

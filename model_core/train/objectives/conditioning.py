@@ -203,7 +203,12 @@ def few_step_sample(
 class ChunkRollout:
     """Chunk-by-chunk generation through the Online model's sink + sliding-window KV cache,
     exactly as `OnlineStream.backbone` streams, with gradients allowed through the current
-    chunk (earlier chunks enter only as cached, detached keys and values)."""
+    chunk (earlier chunks enter only as cached, detached keys and values).
+
+    `context_noise` > 0 corrupts each committed chunk towards noise by a random amount in
+    [0, context_noise] (still entered at t = 0, as if clean): the network learns that the
+    window is an unreliable copy of the past and to take the character's appearance from the
+    attention sink, which is what keeps a long stream from drifting on its own errors."""
 
     def __init__(
         self,
@@ -211,8 +216,10 @@ class ChunkRollout:
         net: LPMTransformer,
         cond: Conditioning,
         window: int | None,
+        context_noise: float = 0.0,
     ):
         cfg = conditioner.cfg
+        self.context_noise = context_noise
         self.c, self.net, self.cond = conditioner, net, cond
         self.fpc = cfg.latent_frames_per_chunk
         h, w = cfg.latent_hw
@@ -246,6 +253,9 @@ class ChunkRollout:
     def commit(self, x0: torch.Tensor) -> None:
         """Refill the cache from a clean chunk (the model's output, or ground truth when
         teacher forcing) and move on to the next chunk."""
+        if self.context_noise > 0:
+            s = self.context_noise * torch.rand(x0.shape[0], 1, 1, 1, 1)
+            x0 = (1 - s) * x0 + s * torch.randn_like(x0)
         _, kvs = self.net(
             x0.detach(), torch.zeros(x0.shape[0], self.fpc), return_kv=True, **self._kwargs()
         )

@@ -50,6 +50,7 @@ class DMDObjective(Objective):
         self.critic_lr = self.option("critic_lr", 0.0)
         self.t_range = (self.option("t_min", 0.02), self.option("t_max", 0.98))
         self.window = self.cfg.online.window_chunks
+        self.context_noise = self.option("context_noise", 0.0)
         # The critic starts as the Base model (the fake score equals the real one at first).
         self.critic = copy.deepcopy(model.base).requires_grad_(True)
         self.count = 0
@@ -78,7 +79,9 @@ class DMDObjective(Objective):
         """The Backbone's samples of the whole clip (B, z, F, h, w)."""
         fpc, ts = self.cond.fpc, tuple(self.cfg.online.backbone_timesteps)
         chunks = batch.x0.shape[2] // fpc
-        rollout = ChunkRollout(self.cond, self.model.backbone, cond, self.window)
+        rollout = ChunkRollout(
+            self.cond, self.model.backbone, cond, self.window, self.context_noise
+        )
         out = []
         for c in range(chunks):
             last = c == chunks - 1

@@ -35,6 +35,7 @@ class ODEObjective(Objective):
         self.ode_steps = self.option("ode_steps", 8)
         self.guidance = self.option("guidance_scale", float(self.cfg.sampler.guidance_scale))
         self.window = self.cfg.online.window_chunks
+        self.context_noise = self.option("context_noise", 0.0)
 
     def trainable_modules(self):
         return [self.model.backbone]
@@ -62,7 +63,9 @@ class ODEObjective(Objective):
         chunks = batch.x0.shape[2] // fpc
         target = int(torch.randint(chunks, (1,)))
         k = int(torch.randint(len(ts), (1,)))
-        rollout = ChunkRollout(self.cond, self.model.backbone, cond, self.window)
+        rollout = ChunkRollout(
+            self.cond, self.model.backbone, cond, self.window, self.context_noise
+        )
         for c in range(target):
             rollout.commit(x_end[:, :, c * fpc : (c + 1) * fpc])
         sl = slice(target * fpc, (target + 1) * fpc)

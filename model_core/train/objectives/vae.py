@@ -15,6 +15,31 @@ import torch.nn.functional as F
 from model_core.train.objectives import Objective
 
 
+def motion_weights(x: torch.Tensor, strength: float, cap: float = 8.0) -> torch.Tensor | None:
+    """Per-pixel loss weights (B, 1, T, H, W) that favour what moves: 1 + strength * the
+    frame-to-frame change at that pixel (to the previous or the next frame, whichever is
+    larger; channel mean) over its clip mean, capped at `cap` times the mean. A talking
+    head is a still picture apart from a mouth, eyes and a head a few pixels wide; an
+    unweighted loss spends nearly all its gradient on the still part and learns to draw the
+    average mouth. None when `strength` is 0 or the clip is a single frame."""
+    if strength <= 0 or x.shape[2] < 2:
+        return None
+    d = x.diff(dim=2).abs().mean(dim=1, keepdim=True)  # (B, 1, T-1, H, W)
+    zero = torch.zeros_like(d[:, :, :1])
+    m = torch.maximum(torch.cat([zero, d], 2), torch.cat([d, zero], 2))
+    m = m / m.mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-6)
+    return 1.0 + strength * m.clamp(max=cap)
+
+
+def weighted_mean(err: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `err` under weights `w` (broadcast; normalised so the scale of the loss does
+    not depend on how much moves), or the plain mean without weights."""
+    if w is None:
+        return err.mean()
+    w = w.expand_as(err)
+    return (err * w).sum() / w.sum()
+
+
 def gradient_loss(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
     """L1 between spatial and temporal finite differences of x and y (B, C, T, H, W), at
     `scales` spatial resolutions."""
@@ -39,6 +64,7 @@ class VAEObjective(Objective):
         self.frames_per_clip = self.option("frames", 9)
         self.w_grad = self.option("grad_weight", 1.0)
         self.w_kl = self.option("kl_weight", 1e-4)
+        self.w_motion = self.option("motion_weight", 0.0)
 
     def trainable_modules(self):
         return [self.model.vae]
@@ -48,7 +74,7 @@ class VAEObjective(Objective):
         mean, logvar = vae.encode_posterior(video)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         recon = vae.decode(vae.normalize(z), clamp=False)
-        l1 = (recon - video).abs().mean()
+        l1 = weighted_mean((recon - video).abs(), motion_weights(video, self.w_motion))
         grad = gradient_loss(recon, video)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + self.w_grad * grad + self.w_kl * kl
@@ -95,7 +121,7 @@ class DecoderObjective(VAEObjective):
         with torch.no_grad():
             mean, _ = vae.encode_posterior(video)
         recon = vae.decode(vae.normalize(mean), clamp=False)
-        l1 = (recon - video).abs().mean()
+        l1 = weighted_mean((recon - video).abs(), motion_weights(video, self.w_motion))
         grad = gradient_loss(recon, video)
         loss = l1 + self.w_grad * grad
         with torch.no_grad():

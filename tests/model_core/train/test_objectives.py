@@ -7,10 +7,10 @@ from model_core.train.loop import Trainer
 
 # stage -> (steps, lr, objective options): the micro model, one fixed 2-second clip.
 CASES = {
-    "vae": (30, 3e-3, {"frames": 5}),
-    "base": (30, 3e-3, {}),
-    "ode": (30, 3e-3, {"ode_steps": 2}),
-    "dmd-off": (20, 1e-3, {"generator_every": 1}),
+    "vae": (30, 3e-3, {"frames": 5, "motion_weight": 2.0}),
+    "base": (30, 3e-3, {"motion_weight": 1.0}),
+    "ode": (30, 3e-3, {"ode_steps": 2, "context_noise": 0.3}),
+    "dmd-off": (20, 1e-3, {"generator_every": 1, "context_noise": 0.3}),
     "dmd-on": (20, 1e-3, {"generator_every": 1, "chunks": 2}),
     "refiner": (30, 3e-3, {}),
     "vae-decoder": (30, 3e-3, {"frames": 25}),
