@@ -90,7 +90,14 @@ class ReferenceConfig:
     max_face: int = 8
     body_views: tuple[str, ...] = ("front", "left", "right", "back")
     face_labels: tuple[str, ...] = (
-        "neutral", "smile", "laugh", "frown", "surprise", "anger", "sad", "thinking",
+        "neutral",
+        "smile",
+        "laugh",
+        "frown",
+        "surprise",
+        "anger",
+        "sad",
+        "thinking",
     )
     face_size: int = 64  # face crops are encoded at this side length
     # Each reference type sits at its own temporal RoPE slot, before the video's positions.
@@ -215,13 +222,21 @@ def _lpm_17b() -> LPMConfig:
         video=VideoConfig(height=480, width=832),
         # Wan2.1 VAE widths: 3D causal convs at every level, no space-to-depth.
         vae=VAEConfig(
-            base_channels=96, channel_mults=(1, 2, 4, 4), temporal_downsample=(False, True, True),
-            time_kernel=(3, 3, 3, 3), patch_size=1, num_res_blocks=2,
+            base_channels=96,
+            channel_mults=(1, 2, 4, 4),
+            temporal_downsample=(False, True, True),
+            time_kernel=(3, 3, 3, 3),
+            patch_size=1,
+            num_res_blocks=2,
         ),
         audio=AudioConfig(feature_dim=1024, hidden=1024, n_mels=80),
         text=TextConfig(backend="umt5", vocab_size=256384, dim=4096, max_tokens=512),
         dit=DiTConfig(
-            dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, cond_dim=20,
+            dim=5120,
+            ffn_dim=13824,
+            num_heads=40,
+            num_layers=40,
+            cond_dim=20,
             image_context_dim=0,
         ),
         online=OnlineConfig(window_chunks=3, refiner_layers=1),

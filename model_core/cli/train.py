@@ -12,7 +12,17 @@ import sys
 
 from model_core.cli.errors import UsageError
 
-STAGE_NAMES = ("vae", "base", "ode", "dmd-off", "dmd-on", "refiner", "dpo", "vae-decoder")
+STAGE_NAMES = (
+    "vae",
+    "vae-stream",
+    "base",
+    "ode",
+    "dmd-off",
+    "dmd-on",
+    "refiner",
+    "dpo",
+    "vae-decoder",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

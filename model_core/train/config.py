@@ -51,6 +51,13 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
     "vae": dict(
         steps=5000, batch=2, lr=5e-4, ema=0.995, options={"frames": 13, "motion_weight": 2.0}
     ),
+    "vae-stream": dict(
+        steps=3000,
+        batch=2,
+        lr=2e-4,
+        ema=0.995,
+        options={"frames": 49, "chunk": 12, "motion_weight": 2.0},
+    ),
     "base": dict(
         steps=8000,
         batch=2,

@@ -1,7 +1,7 @@
 """`lpm train all`: the whole curriculum, from synthetic footage to the shipped checkpoint.
 
-    data synth -> (curate) -> vae -> base -> ode -> dmd-off -> dmd-on -> refiner -> dpo
-        -> vae-decoder -> ship
+    data synth -> (curate) -> vae -> vae-stream -> base -> ode -> dmd-off -> dmd-on
+        -> refiner -> dpo -> vae-decoder -> ship
 
 Each stage starts from the previous stage's `final/` checkpoint and writes its own folder
 under `<work>/ckpt/<stage>`; a finished stage (its `final/stage.json` exists) is skipped and an
@@ -21,9 +21,10 @@ from typing import Any
 from model_core.train.config import TINY_CURRICULUM, TrainConfig
 from model_core.train.objectives import STAGES
 
-# Minutes each stage may take in the tiny recipe (sum 99); steps stop there.
+# Minutes each stage may take in the tiny recipe (sum 107); steps stop there.
 TINY_MINUTES = {
     "vae": 16,
+    "vae-stream": 8,
     "base": 50,
     "ode": 7,
     "dmd-off": 5,

@@ -17,6 +17,7 @@ from model_core.model import LPMModel
 # stage -> "module:Class"; the order is the curriculum's.
 STAGES: dict[str, str] = {
     "vae": "model_core.train.objectives.vae:VAEObjective",
+    "vae-stream": "model_core.train.objectives.vae:StreamVAEObjective",
     "base": "model_core.train.objectives.base:BaseFlowObjective",
     "ode": "model_core.train.objectives.ode:ODEObjective",
     "dmd-off": "model_core.train.objectives.dmd:OffPolicyDMDObjective",

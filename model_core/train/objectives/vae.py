@@ -140,3 +140,63 @@ class DecoderObjective(VAEObjective):
 
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:
         return {}  # the latent statistics belong to the frozen encoder
+
+
+class StreamVAEObjective(VAEObjective):
+    """Stage `vae-stream`: the VAE in the steady state of a stream, encoder and decoder both.
+
+    Every convolution of the causal VAE looks a few latent frames back, and stacked they see
+    about 50 video frames: a VAE trained on short clips only ever meets the start of a stream,
+    where the past is zero padding. Measured on the `vae` stage's result, the mouth (a few
+    pixels that carry all of lip sync) is reproduced well on frames 0-12 of a clip (probe
+    correlation 0.74 with the original) and ever worse later (0.44 on frames 13-24, 0.22 on
+    25-44). Here each step first runs a random prefix of the clip (0 to `max_prefix` latent
+    frames) through encoder and decoder without gradients, only to fill their temporal caches,
+    and then trains on the next `chunk` frames entering through those warm caches, as a
+    stream's later chunks do. A prefix of 0 is the start of a stream, so that case keeps
+    being trained too. The latent statistics are measured again at the end, on long clips.
+    """
+
+    name = "vae-stream"
+
+    def __init__(self, model, options=None):
+        super().__init__(model, options)
+        self.chunk = self.option("chunk", 12)
+        self.frames_per_clip = self.option("frames", 49)
+        if self.chunk % 4 or self.chunk <= 0 or (self.frames_per_clip - 1 - self.chunk) % 4:
+            raise ValueError(
+                f"vae-stream needs chunk a multiple of 4 and frames = 1 + 4k + chunk, "
+                f"got chunk={self.chunk} frames={self.frames_per_clip}"
+            )
+        self.max_prefix = (self.frames_per_clip - 1 - self.chunk) // 4
+
+    def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        from model_core.vae_layers import TemporalCache
+
+        vae = self.model.vae
+        k = int(torch.randint(self.max_prefix + 1, (1,)))
+        enc, dec = TemporalCache(), TemporalCache()
+        if k:
+            with torch.no_grad():
+                prefix = video[:, :, : 1 + 4 * k]
+                vae.decode(vae.normalize(vae.encode_posterior(prefix, cache=enc)[0]), cache=dec)
+            clip = video[:, :, 1 + 4 * k : 1 + 4 * k + self.chunk]
+        else:
+            clip = video[:, :, : 1 + self.chunk]
+        mean, logvar = vae.encode_posterior(clip, cache=enc)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        recon = vae.decode(vae.normalize(z), clamp=False, cache=dec)
+        l1 = weighted_mean((recon - clip).abs(), motion_weights(clip, self.w_motion))
+        grad = gradient_loss(recon, clip)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = l1 + self.w_grad * grad + self.w_kl * kl
+        with torch.no_grad():
+            mse = F.mse_loss(recon.clamp(-1, 1), clip)
+            psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+        return loss, {
+            "l1": l1.item(),
+            "grad": grad.item(),
+            "kl": kl.item(),
+            "psnr": float(psnr),
+            "prefix": 4 * k,
+        }

@@ -8,6 +8,7 @@ from model_core.train.loop import Trainer
 # stage -> (steps, lr, objective options): the micro model, one fixed 2-second clip.
 CASES = {
     "vae": (30, 3e-3, {"frames": 5, "motion_weight": 2.0}),
+    "vae-stream": (30, 3e-3, {"frames": 17, "chunk": 8, "motion_weight": 2.0}),
     "base": (30, 3e-3, {"motion_weight": 1.0}),
     "ode": (30, 3e-3, {"ode_steps": 2, "context_noise": 0.3}),
     "dmd-off": (20, 1e-3, {"generator_every": 1, "context_noise": 0.3}),
@@ -67,3 +68,14 @@ def test_decoder_stage_leaves_the_encoder_and_latent_statistics_alone(
     assert all(torch.equal(v, vae.encoder.state_dict()[k]) for k, v in enc.items())
     assert torch.equal(stats[0], vae.latent_mean) and torch.equal(stats[1], vae.latent_std)
     assert not all(torch.equal(v, vae.decoder.state_dict()[k]) for k, v in dec.items())
+
+
+def test_stream_vae_stage_rejects_a_clip_layout_it_cannot_cut(micro_cfg):
+    from model_core.model import LPMModel
+    from model_core.train.objectives import make_objective
+
+    model = LPMModel(micro_cfg)
+    with pytest.raises(ValueError, match="chunk a multiple of 4"):
+        make_objective("vae-stream", model, {"frames": 17, "chunk": 6})
+    obj = make_objective("vae-stream", model, {"frames": 49, "chunk": 12})
+    assert obj.max_prefix == 9  # up to 36 frames of warm-up before the trained chunk
