@@ -2,6 +2,9 @@
 into frames:
 
 - `ground_truth`: the performer's own footage (the ceiling every metric is read against);
+- `vae_roundtrip`: that footage streamed through the model's own causal VAE (encoder and
+  decoder, chunk by chunk with their temporal caches): the ceiling of any generator that
+  draws in this VAE's latent space, since every system's frames come out of its decoder;
 - `base`: the Base LPM, bidirectional multi-step sampling of the whole clip;
 - `online`: the Online LPM, 1-second chunks through the sink + window KV cache;
 - `untrained`: the Online pipeline with random weights (the floor);
@@ -20,7 +23,16 @@ import numpy as np
 
 from model_core.bench.scenarios import ScenarioSample
 
-SYSTEMS = ("ground_truth", "base", "online", "untrained", "no_sink", "single_ref", "merged_audio")
+SYSTEMS = (
+    "ground_truth",
+    "vae_roundtrip",
+    "base",
+    "online",
+    "untrained",
+    "no_sink",
+    "single_ref",
+    "merged_audio",
+)
 STREAMING = ("online", "untrained", "no_sink", "single_ref", "merged_audio")
 SR = 16000
 
@@ -47,6 +59,8 @@ class SystemRunner:
     def render(self, sample: ScenarioSample) -> np.ndarray:
         if self.name == "ground_truth":
             return sample.frames
+        if self.name == "vae_roundtrip":
+            return vae_roundtrip(self.pipe.model.vae, sample.frames)
         seconds = sample.spec.seconds
         caption = sample.identity.describe()
         if self.name == "base":
@@ -78,3 +92,24 @@ class SystemRunner:
         for k in range(seconds):
             idx = (np.arange(k * SR, (k + 1) * SR)) % n
             yield stream.push(s_track[idx], l_track[idx]).frames
+
+
+def vae_roundtrip(vae, frames: np.ndarray, chunk: int = 24) -> np.ndarray:
+    """uint8 (T, H, W, 3) -> the same frames encoded and decoded as a stream: frame 0 alone,
+    then `chunk`-frame pushes through the stream encoder and decoder (the tail is padded by
+    repeating the last frame, and cut off again)."""
+    import torch
+
+    n = len(frames)
+    pad = (-(n - 1)) % 4
+    x = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)]) if pad else frames
+    video = torch.as_tensor(np.ascontiguousarray(x)).permute(3, 0, 1, 2).float() / 127.5 - 1
+    enc, dec = vae.stream_encoder(), vae.stream_decoder()
+    bounds = [0, 1, *range(1 + chunk, len(x), chunk), len(x)]
+    out = []
+    with torch.no_grad():
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b > a:
+                out.append(dec.push(enc.push(video[None, :, a:b])))
+    y = torch.cat(out, dim=2)[0].permute(1, 2, 3, 0)
+    return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()[:n]

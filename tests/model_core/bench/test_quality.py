@@ -137,3 +137,26 @@ def test_stream_systems_limits_the_long_stream_to_the_chosen_systems():
     assert r["systems"]["online"]["drift"] is not None
     assert r["systems"]["no_sink"]["drift"] is None and r["systems"]["no_sink"]["stability"] is None
     assert r["systems"]["no_sink"]["samples"] == 1  # its samples were still rendered
+
+
+def test_vae_roundtrip_streams_the_footage_through_the_models_own_vae():
+    """The ceiling system: chunk-by-chunk encode + decode equals the whole-clip round trip,
+    keeps the clip's length, and is not the footage itself (the VAE loses detail)."""
+    import numpy as np
+    import torch
+
+    from model_core.bench.systems import vae_roundtrip
+    from model_core.pipeline import LPMPipeline
+
+    vae = LPMPipeline.build(preset="tiny", seed=0, with_base=False).model.vae
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (30, 128, 128, 3), dtype=np.uint8)  # 30 = 1 + 4k + 1: padded
+    out = vae_roundtrip(vae, frames, chunk=8)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    x = np.concatenate([frames, np.repeat(frames[-1:], 3, axis=0)])
+    video = torch.as_tensor(x).permute(3, 0, 1, 2).float()[None] / 127.5 - 1
+    with torch.no_grad():
+        whole = vae.decode(vae.encode(video))[0].permute(1, 2, 3, 0)
+    whole = ((whole + 1) * 127.5).round().to(torch.uint8).numpy()[:30]
+    assert np.abs(out.astype(int) - whole.astype(int)).max() <= 1
+    assert not np.array_equal(out, frames)
