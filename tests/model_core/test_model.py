@@ -31,6 +31,7 @@ def test_random_weights_do_not_depend_on_building_the_base_teacher():
     cfg = LPMConfig.preset("tiny")
     a, b = build_model(cfg, seed=5), build_model(cfg, seed=5, with_base=False)
     assert b.base is None
-    for (n, p), (_, q) in zip(a.backbone.named_parameters(), b.backbone.named_parameters(),
-                              strict=True):
+    for (n, p), (_, q) in zip(
+        a.backbone.named_parameters(), b.backbone.named_parameters(), strict=True
+    ):
         assert torch.equal(p, q), n
