@@ -10,10 +10,10 @@ from model_core.bench.metrics.flicker import flicker
 from model_core.bench.metrics.identity import frame_similarity, identity_scores
 from model_core.bench.metrics.lip_sync import lip_sync_score
 from model_core.bench.metrics.listening import (
-    head_motion,
     listening_counts,
     listening_score,
     reaction_frames,
+    vertical_shift,
 )
 from model_core.bench.scenarios import ScenarioSample
 
@@ -33,7 +33,7 @@ def analyze_frames(
         raise ValueError(f"{sample.spec.name}: {len(frames)} frames for a {n}-frame sample")
     probe = judges.probe.predict(frames)
     sim = frame_similarity(judges.embedder.embed(frames), ref_emb)
-    reaction = reaction_frames(probe["pitch"], probe["brow"], head_motion(probe_crop(frames)))
+    reaction = reaction_frames(probe["pitch"], probe["brow"], vertical_shift(probe_crop(frames)))
     counts = listening_counts(reaction, sample.listen_context, sample.silent_context)
     return {
         "lip_sync": lip_sync_score(

@@ -28,7 +28,7 @@ from model_core.bench.scenarios import (
     scenario_specs,
 )
 from model_core.bench.systems import STREAMING, SYSTEMS, SystemRunner
-from model_core.bench.validation import validate_metrics
+from model_core.bench.validation import listening_loops, validate_listening, validate_metrics
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "tiny"
 COMPARISONS = ("untrained", "no_sink", "single_ref", "merged_audio", "base")
@@ -49,6 +49,8 @@ class QualityBenchSettings:
     stream_systems: tuple[str, ...] | None = None  # who runs it (None: every streaming system)
     minute_seconds: int = 60
     validation_samples: int = 20
+    listening_loops: int = 3  # ground-truth dialogue windows that validate the listening metric
+    listening_seconds: int = 60
     threads: int | None = None
     judges_dir: str | None = None
     allow_untrained_judges: bool = False  # tests only: random judges when none are trained
@@ -57,7 +59,13 @@ class QualityBenchSettings:
 
 
 QUICK = dict(
-    samples=10, seconds=2, stream_seconds=24, minute_seconds=6, base_steps=4, validation_samples=5
+    samples=10,
+    seconds=2,
+    stream_seconds=24,
+    minute_seconds=6,
+    base_steps=4,
+    validation_samples=5,
+    listening_loops=1,
 )
 
 
@@ -140,6 +148,7 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
     minutes = s.stream_seconds // s.minute_seconds if s.minute_seconds else 0
     work = sum(1 for n in s.systems for sp in specs if n != "base" or sp.index in base_specs)
     work += min(s.validation_samples, s.samples) + len(streaming) * s.stream_seconds
+    work += s.listening_loops
     disable = None if s.progress is None else not s.progress
     run = _Run(s, judges, runners, {n: [] for n in s.systems})
     with (
@@ -174,6 +183,13 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
         bar.set_postfix_str("validation")
         validation = validate_metrics(validation_set, judges, s.seed, progress=None)
         run.tick(len(validation_set))
+        if s.listening_loops:
+            bar.set_postfix_str("listening validation")
+            loops = listening_loops(s.listening_loops, s.listening_seconds, s.seed)
+            validation["listening"] = validate_listening(loops, judges, s.seed)
+            # 2-second samples hold too little silence to read listening from.
+            validation["separates"]["listening"] = validation["listening"]["separates"]
+            run.tick(s.listening_loops)
         stability = long_stream(run, minutes) if minutes >= 2 else {}
 
     systems = {}

@@ -57,6 +57,14 @@ def validation_table(validation: dict) -> str:
             f"{_f(m['flicker'], 4)} | {_f(judge, 2)} |"
         )
     sep = validation["separates"]
+    lv = validation.get("listening")
+    if lv:
+        lines += [
+            "",
+            f"Listening needs silence, which 2-second samples hardly hold: it is validated on "
+            f"{lv['seconds']:.0f} s of ground-truth dialogue (other characters, pooled counts): "
+            + ", ".join(f"{k} {_f(v)}" for k, v in lv["scores"].items()),
+        ]
     lines += [
         "",
         "separates real footage from broken: "

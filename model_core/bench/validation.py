@@ -17,6 +17,7 @@ import numpy as np
 
 from model_core.bench.analysis import aggregate, analyze_frames, reference_embeddings
 from model_core.bench.judges import Judges
+from model_core.bench.metrics.listening import listening_score
 from model_core.bench.metrics.win_rate import win_rate
 from model_core.bench.scenarios import ScenarioSample
 
@@ -94,4 +95,42 @@ def separation_checks(table: dict) -> dict[str, bool]:
         "identity": better("identity", ("noise", "other_identity")),
         "listening": better("listening", ("shuffled", "noise", "static")),
         "flicker": better("flicker", ("shuffled", "noise"), higher=False),
+    }
+
+
+LISTENING_VARIANTS = ("ground_truth", "shuffled", "noise", "static")
+
+
+def listening_loops(minutes: int, seconds: int, seed: int = 0) -> list[ScenarioSample]:
+    """`minutes` dialogue windows of `seconds` each, other characters than the long stream's:
+    2-second samples hold too little silence to read listening from, these do."""
+    from model_core.bench.scenarios import ScenarioRenderer, ScenarioSpec
+
+    renderer = ScenarioRenderer()
+    out = []
+    for k in range(minutes):
+        spec = ScenarioSpec(
+            20_000 + k, "stream", (seed * 31 + k) * 10 + 9, 0, seed * 7919 + k, seconds
+        )
+        out.append(renderer.render_loop(spec, seconds))
+    return out
+
+
+def validate_listening(loops: list[ScenarioSample], judges: Judges, seed: int = 0) -> dict:
+    """The listening metric on long ground-truth dialogue and its broken versions (frame
+    counts pooled over the loops). Real footage must score above every broken version."""
+    counts = {v: np.zeros(4, np.int64) for v in LISTENING_VARIANTS}
+    for i, loop in enumerate(loops):
+        ref_emb = reference_embeddings(judges, loop)
+        for v in LISTENING_VARIANTS:
+            m = analyze_frames(corrupt(v, loops, i, seed), loop, judges, ref_emb)
+            counts[v] += np.asarray(m["listening_counts"])
+    scores = {v: listening_score(c) for v, c in counts.items()}
+    gt = scores["ground_truth"]
+    return {
+        "seconds": sum(len(loop.frames) for loop in loops) / 24,
+        "scores": scores,
+        "counts": {v: c.tolist() for v, c in counts.items()},
+        "separates": gt is not None
+        and all(scores[v] is None or scores[v] < gt for v in LISTENING_VARIANTS[1:]),
     }

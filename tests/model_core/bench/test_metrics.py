@@ -4,7 +4,7 @@ import numpy as np
 
 from model_core.bench.metrics.flicker import flicker
 from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
-from model_core.bench.metrics.listening import listening_score, reaction_frames
+from model_core.bench.metrics.listening import listening_score, reaction_frames, vertical_shift
 from model_core.bench.metrics.stability import drift
 from model_core.bench.metrics.win_rate import preference, win_rate
 
@@ -31,6 +31,34 @@ def test_reactions_are_bumps_above_a_moving_baseline():
     r = reaction_frames(pitch, brow)
     assert r[100:112].any() and r[180:196].any()
     assert not r[:95].any() and not r[120:175].any()
+
+
+def face_with_features(rows: int, down: np.ndarray) -> np.ndarray:
+    """(T, rows, rows, 3) frames: two dark bars (eyes, mouth) moved down by `down` px."""
+    frames = np.full((len(down), rows, rows, 3), 200, np.uint8)
+    for t, d in enumerate(down):
+        for y in (30, 60):
+            frames[t, y + int(d) : y + int(d) + 4, 20:76] = 40
+    return frames
+
+
+def test_a_nod_is_the_features_moving_down_and_back():
+    down = np.zeros(96, int)
+    down[40:46] = 2  # a nod: 2 px down for a quarter of a second
+    frames = face_with_features(96, down)
+    shift = vertical_shift(frames)
+    assert np.allclose(shift[40:46] * 96, 2, atol=0.3) and np.allclose(shift[:40], 0, atol=0.05)
+    flat = np.zeros(96)
+    r = reaction_frames(flat, flat, shift)
+    assert r[40:46].all() and not r[:38].any() and not r[48:].any()
+    assert not reaction_frames(flat, flat, vertical_shift(face_with_features(96, 0 * down))).any()
+
+
+def test_footage_that_never_holds_still_has_no_reactions_to_contrast():
+    down = np.where(np.arange(96) % 5 < 2, 2, 0)  # off its rest 40% of the time
+    frames = face_with_features(96, down)
+    r = reaction_frames(np.zeros(96), np.zeros(96), vertical_shift(frames))
+    assert r.all()  # every frame moves: listening and silence look alike, score 0
 
 
 def test_listening_score_contrasts_listening_with_silence():

@@ -59,3 +59,15 @@ def test_dpo_judge_scores_real_footage_above_broken_footage(samples):
     assert real > score(np.repeat(frames[:1], len(frames), 0), speak, refs) + 0.1
     assert real > score(frames, speak, other.refs) + 0.05
     assert real > score(frames[::-1].copy(), speak, refs) + 0.1
+
+
+def test_listening_separates_real_dialogue_from_broken_footage():
+    """One minute of ground-truth dialogue: the character reacts after its partner speaks
+    and never in silence, so real footage scores above shuffled, noise and frozen footage."""
+    from model_core.bench.validation import listening_loops, validate_listening
+
+    result = validate_listening(listening_loops(1, 60, seed=0), load_judges(), seed=0)
+    rl, nl, rs, ns = result["counts"]["ground_truth"]
+    assert rl > 0 and nl > 300 and ns > 24  # reactions seen; enough listening and silence
+    assert result["separates"], result["scores"]
+    assert result["scores"]["ground_truth"] > 0.01
