@@ -64,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
     shipped = perform_cmd.SHIPPED_CHECKPOINTS / config.name
     if args.checkpoint and Path(args.checkpoint).resolve() == shipped.resolve():
         print(
-            f"  note: the shipped '{config.name}' model was trained for about 1.6 h on 2 CPU "
-            "cores (docs/training.md): expect a blurry likeness of the character, not a "
-            "sharp one; its measured quality is in the README (LPM-Bench-mini)."
+            f"  note: the shipped '{config.name}' model was trained for about 1.8 h on 2 CPU "
+            "cores (docs/training.md): expect a blurry likeness of the character whose mouth "
+            "does not yet follow the voice; its measured quality is in the README "
+            "(LPM-Bench-mini)."
         )
     if not args.checkpoint:
         print(
