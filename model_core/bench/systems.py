@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model_core.bench.scenarios import ScenarioSample
+if TYPE_CHECKING:  # the CLI reads SYSTEMS without loading the performer
+    from model_core.bench.scenarios import ScenarioSample
 
 SYSTEMS = (
     "ground_truth",

@@ -7,17 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from model_core.bench.systems import SYSTEMS as SYSTEM_NAMES
 from model_core.cli.errors import UsageError
-
-SYSTEM_NAMES = (
-    "ground_truth",
-    "base",
-    "online",
-    "untrained",
-    "no_sink",
-    "single_ref",
-    "merged_audio",
-)
 
 
 def register_quality(sub: argparse._SubParsersAction) -> None:

@@ -70,10 +70,15 @@ class VAEObjective(Objective):
         return [self.model.vae]
 
     def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.reconstruction_loss(video)
+
+    def reconstruction_loss(self, video: torch.Tensor, enc=None, dec=None) -> tuple:
+        """The stage's loss on one clip; `enc`/`dec` are the temporal caches of a stream
+        the clip continues (None: the clip starts a stream)."""
         vae = self.model.vae
-        mean, logvar = vae.encode_posterior(video)
+        mean, logvar = vae.encode_posterior(video, cache=enc)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        recon = vae.decode(vae.normalize(z), clamp=False)
+        recon = vae.decode(vae.normalize(z), clamp=False, cache=dec)
         l1 = weighted_mean((recon - video).abs(), motion_weights(video, self.w_motion))
         grad = gradient_loss(recon, video)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
@@ -183,20 +188,5 @@ class StreamVAEObjective(VAEObjective):
             clip = video[:, :, 1 + 4 * k : 1 + 4 * k + self.chunk]
         else:
             clip = video[:, :, : 1 + self.chunk]
-        mean, logvar = vae.encode_posterior(clip, cache=enc)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        recon = vae.decode(vae.normalize(z), clamp=False, cache=dec)
-        l1 = weighted_mean((recon - clip).abs(), motion_weights(clip, self.w_motion))
-        grad = gradient_loss(recon, clip)
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        loss = l1 + self.w_grad * grad + self.w_kl * kl
-        with torch.no_grad():
-            mse = F.mse_loss(recon.clamp(-1, 1), clip)
-            psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
-        return loss, {
-            "l1": l1.item(),
-            "grad": grad.item(),
-            "kl": kl.item(),
-            "psnr": float(psnr),
-            "prefix": 4 * k,
-        }
+        loss, metrics = self.reconstruction_loss(clip, enc, dec)
+        return loss, {**metrics, "prefix": 4 * k}
