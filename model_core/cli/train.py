@@ -79,6 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--ship", help="write the final model here as float16")
     g.add_argument("--stages", help="comma-separated subset of stages for `all`")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="change the recipe of one stage of `all`: steps, batch, lr, ema, minutes or an "
+        "objective option, e.g. base.lr=2e-4 base.minutes=40 (repeatable); with --init, "
+        "`all` continues a model (the first stage starts from that checkpoint)",
+    )
     p.set_defaults(func=run, _prog=p.prog)
 
 
@@ -92,6 +101,28 @@ def _options(items: list[str]) -> dict:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+    return out
+
+
+def _overrides(items: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for item in items:
+        target, sep, _ = item.partition("=")
+        stage, dot, key = target.partition(".")
+        if not sep or not dot or not key:
+            raise UsageError(f"--set needs STAGE.KEY=VALUE, got {item!r}")
+        if stage not in STAGE_NAMES:
+            raise UsageError(f"unknown stage {stage!r} in --set {item}")
+        out.setdefault(stage, {}).update(_options([item.partition(".")[2]]))
+    for stage, values in out.items():
+        for key in ("steps", "batch", "lr", "ema", "minutes"):
+            if key in values and (
+                not isinstance(values[key], int | float)
+                or isinstance(values[key], bool)
+                or values[key] < 0
+                or (values[key] == 0 and key != "ema")
+            ):
+                raise UsageError(f"--set {stage}.{key} must be a positive number")
     return out
 
 
@@ -164,6 +195,12 @@ def _run_all(args: argparse.Namespace) -> int:
         raise UsageError("--scale must be positive")
     from model_core.train.curriculum import run_curriculum
 
+    overrides = _overrides(args.set)
+    if args.init and not args.init.startswith("s3://"):
+        from pathlib import Path
+
+        if not Path(args.init).is_dir():
+            raise UsageError(f"--init {args.init}: no such checkpoint folder")
     stages = None
     if args.stages:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -182,6 +219,8 @@ def _run_all(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         workers=args.threads or 1,
         log=lambda s: print(s, file=sys.stderr, flush=True),
+        init=args.init,
+        overrides=overrides,
     )
     print(json.dumps(report))
     return 0

@@ -80,8 +80,20 @@ def run_curriculum(
     progress: bool = True,
     workers: int = 1,
     log: Callable[[str], None] = print,
+    init: str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Synthesize and curate (unless `data` is given), then train `stages` in order, each
+    from the previous one's `final/` (the first from `init`, or random weights); stages
+    already finished in `work` are skipped and an interrupted one resumes. `overrides` sets
+    recipe values per stage: {"base": {"lr": 2e-4, "minutes": 40}}; keys other than steps,
+    batch, lr, ema and minutes are objective options."""
     from model_core.train.loop import train
+
+    overrides = overrides or {}
+    unknown = [st for st in overrides if st not in STAGES]
+    if unknown:
+        raise ValueError(f"overrides for unknown stage {unknown[0]!r}")
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -99,8 +111,9 @@ def run_curriculum(
         "scale": scale,
         "time_scale": time_scale,
         "minutes": budget,
+        "init": init,
+        "overrides": overrides,
     }
-    init = None
     for stage in stages or list(STAGES):
         out = work / "ckpt" / stage
         done = out / "final" / "stage.json"
@@ -108,7 +121,16 @@ def run_curriculum(
             log(f"[{stage}] done already: {json.loads(done.read_text())['steps']} steps")
             init = str(out / "final")
             continue
-        recipe = TINY_CURRICULUM[stage]
+        recipe = dict(TINY_CURRICULUM[stage])
+        recipe["options"] = dict(recipe.get("options", {}))
+        minutes_of_stage = budget.get(stage)
+        for key, value in overrides.get(stage, {}).items():
+            if key == "minutes":
+                minutes_of_stage = float(value)
+            elif key in ("steps", "batch", "lr", "ema"):
+                recipe[key] = value
+            else:
+                recipe["options"][key] = value
         tc = TrainConfig(
             stage=stage,
             out=str(out),
@@ -120,10 +142,10 @@ def run_curriculum(
             lr=recipe["lr"],
             ema=recipe.get("ema", 0.0),
             lr_schedule="cosine",
-            options=dict(recipe.get("options", {})),
+            options=recipe["options"],
             checkpoint_every=max(1, min(50, int(recipe["steps"] * scale) // 4)),
             resume=True,
-            max_minutes=budget.get(stage),
+            max_minutes=minutes_of_stage,
             progress=progress,
             latent_cache=str(work / "latents.pt"),
             max_windows=recipe.get("windows", 256),

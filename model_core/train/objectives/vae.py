@@ -40,6 +40,25 @@ def weighted_mean(err: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     return (err * w).sum() / w.sum()
 
 
+def recolour(video: torch.Tensor, p: float) -> torch.Tensor:
+    """Each clip of `video` (B, 3, T, H, W) in [-1, 1], with probability `p`, in other
+    colours: its RGB channels permuted and each channel, by a coin toss, mirrored about
+    mid-grey (48 palettes in all, every one still in range). A codec trained on a few dozen
+    characters otherwise learns their palettes instead of passing colour through: the
+    shipped tiny VAE drew a held-out character's purple shirt blue-grey. Drawn from torch's
+    global generator, so a seeded run recolours the same way."""
+    if p <= 0:
+        return video
+    out = []
+    for clip in video:
+        if float(torch.rand(())) < p:
+            clip = clip[torch.randperm(3)]
+            sign = torch.randint(0, 2, (3, 1, 1, 1), dtype=clip.dtype) * 2 - 1
+            clip = clip * sign
+        out.append(clip)
+    return torch.stack(out)
+
+
 def gradient_loss(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
     """L1 between spatial and temporal finite differences of x and y (B, C, T, H, W), at
     `scales` spatial resolutions."""
@@ -65,12 +84,13 @@ class VAEObjective(Objective):
         self.w_grad = self.option("grad_weight", 1.0)
         self.w_kl = self.option("kl_weight", 1e-4)
         self.w_motion = self.option("motion_weight", 0.0)
+        self.p_recolour = self.option("recolour", 0.0)
 
     def trainable_modules(self):
         return [self.model.vae]
 
     def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.reconstruction_loss(video)
+        return self.reconstruction_loss(recolour(video, self.p_recolour))
 
     def reconstruction_loss(self, video: torch.Tensor, enc=None, dec=None) -> tuple:
         """The stage's loss on one clip; `enc`/`dec` are the temporal caches of a stream
@@ -123,6 +143,7 @@ class DecoderObjective(VAEObjective):
 
     def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         vae = self.model.vae
+        video = recolour(video, self.p_recolour)
         with torch.no_grad():
             mean, _ = vae.encode_posterior(video)
         recon = vae.decode(vae.normalize(mean), clamp=False)
@@ -179,6 +200,7 @@ class StreamVAEObjective(VAEObjective):
         from model_core.vae_layers import TemporalCache
 
         vae = self.model.vae
+        video = recolour(video, self.p_recolour)
         k = int(torch.randint(self.max_prefix + 1, (1,)))
         enc, dec = TemporalCache(), TemporalCache()
         if k:

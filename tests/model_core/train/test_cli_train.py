@@ -16,6 +16,12 @@ from model_core.cli import main
         (["train", "base", "--preset", "huge", "--out", "OUT", "--data", "synthetic"], "preset"),
         (["train", "all"], "--work"),
         (["train", "all", "--work", "OUT", "--stages", "base,nope"], "'nope'"),
+        (["train", "all", "--work", "OUT", "--set", "base.lr"], "STAGE.KEY=VALUE"),
+        (["train", "all", "--work", "OUT", "--set", "lr=1e-4"], "STAGE.KEY=VALUE"),
+        (["train", "all", "--work", "OUT", "--set", "nope.lr=1e-4"], "unknown stage 'nope'"),
+        (["train", "all", "--work", "OUT", "--set", "base.lr=-1"], "positive"),
+        (["train", "all", "--work", "OUT", "--set", "base.minutes=soon"], "positive"),
+        (["train", "all", "--work", "OUT", "--init", "/no/such/ckpt"], "no such checkpoint"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):

@@ -1,9 +1,10 @@
-"""The recipe's two training aids: motion-weighted losses and noisy stream context."""
+"""The recipe's training aids: motion-weighted losses, recoloured VAE clips and noisy stream
+context."""
 
 import torch
 
 from model_core.train.objectives.conditioning import ChunkRollout, LPMConditioner
-from model_core.train.objectives.vae import motion_weights, weighted_mean
+from model_core.train.objectives.vae import motion_weights, recolour, weighted_mean
 
 
 def still_clip_with_a_blinking_patch() -> torch.Tensor:
@@ -35,6 +36,25 @@ def test_weighted_mean_is_a_mean():
     focused = torch.zeros(1, 3, 5, 8, 8)
     focused[:, :, :, 2:4, 2:4] = 1.0  # error only where it moves
     assert weighted_mean(focused, w) > focused.mean() * 2
+
+
+def test_recolour_permutes_and_mirrors_channels_per_clip():
+    torch.manual_seed(0)
+    video = torch.rand(16, 3, 2, 4, 4) * 2 - 1
+    assert recolour(video, 0.0) is video
+    out = recolour(video, 1.0)
+    assert out.shape == video.shape and out.abs().max() <= 1.0
+    changed = 0
+    for clip, new in zip(video, out):
+        # every output channel is an input channel, maybe mirrored about mid-grey
+        for c in range(3):
+            assert any(torch.equal(new[c], s * clip[k]) for k in range(3) for s in (1.0, -1.0))
+        changed += not torch.equal(clip, new)
+    assert changed >= 12  # 47 of the 48 palettes differ from the original
+    torch.manual_seed(0)
+    first = recolour(video, 0.5)
+    torch.manual_seed(0)
+    assert torch.equal(first, recolour(video, 0.5))  # seeded: the same palettes again
 
 
 def _rollout_cache(model, batch, noise: float, seed: int) -> torch.Tensor:

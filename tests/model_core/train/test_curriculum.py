@@ -1,0 +1,80 @@
+"""`lpm train all`: the stage order, the checkpoint each stage starts from, and recipe
+overrides (continuing a shipped model with `--init` and `--set`). The loop itself is tested in
+test_loop; here it is replaced by a recorder so the orchestration runs in milliseconds."""
+
+import json
+
+import pytest
+
+from model_core.cli import main
+from model_core.train import loop
+from model_core.train.config import TINY_CURRICULUM
+from model_core.train.curriculum import TINY_MINUTES, run_curriculum
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    seen = []
+
+    def fake_train(tc):
+        seen.append(tc)
+        return {"stage": tc.stage, "steps": 1, "lr": tc.lr}
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    return seen
+
+
+def test_continuing_a_model_starts_from_init_and_applies_overrides(tmp_path, recorded):
+    report = run_curriculum(
+        tmp_path,
+        data="synthetic",
+        stages=["base", "ode"],
+        init="ckpt/shipped",
+        overrides={"base": {"lr": 2e-4, "minutes": 40, "motion_weight": 2.0}},
+        progress=False,
+        log=lambda s: None,
+    )
+    base, ode = recorded
+    assert base.init == "ckpt/shipped" and ode.init == str(tmp_path / "ckpt" / "base" / "final")
+    assert base.lr == 2e-4 and base.max_minutes == 40.0
+    assert base.options == {**TINY_CURRICULUM["base"]["options"], "motion_weight": 2.0}
+    # what was not overridden is the recipe's
+    assert (
+        base.ema == TINY_CURRICULUM["base"]["ema"]
+        and base.steps == TINY_CURRICULUM["base"]["steps"]
+    )
+    assert ode.lr == TINY_CURRICULUM["ode"]["lr"] and ode.max_minutes == TINY_MINUTES["ode"]
+    saved = json.loads((tmp_path / "curriculum.json").read_text())
+    assert saved["init"] == "ckpt/shipped" and saved["overrides"]["base"]["lr"] == 2e-4
+    assert report["stages"]["ode"]["stage"] == "ode"
+
+
+def test_overrides_do_not_leak_into_the_recipe(tmp_path, recorded):
+    before = json.dumps(TINY_CURRICULUM, sort_keys=True)
+    run_curriculum(
+        tmp_path,
+        data="synthetic",
+        stages=["vae"],
+        overrides={"vae": {"recolour": 0.5}},
+        progress=False,
+        log=lambda s: None,
+    )
+    assert recorded[0].options["recolour"] == 0.5 and recorded[0].init is None
+    assert json.dumps(TINY_CURRICULUM, sort_keys=True) == before
+
+
+def test_overrides_for_an_unknown_stage_are_refused(tmp_path, recorded):
+    with pytest.raises(ValueError, match="'nope'"):
+        run_curriculum(tmp_path, data="synthetic", overrides={"nope": {"lr": 1}}, log=print)
+    assert not recorded
+
+
+def test_cli_set_reaches_the_stage(tmp_path, recorded, capsys):
+    init = tmp_path / "shipped"
+    init.mkdir()
+    argv = ["train", "all", "--work", str(tmp_path / "w"), "--data", "synthetic"]
+    argv += ["--stages", "refiner", "--init", str(init), "--set", "refiner.lr=3e-4"]
+    argv += ["--set", "refiner.minutes=2", "--no-progress"]
+    assert main(argv) == 0
+    (tc,) = recorded
+    assert tc.init == str(init) and tc.lr == 3e-4 and tc.max_minutes == 2.0
