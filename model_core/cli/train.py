@@ -107,15 +107,17 @@ def _options(items: list[str]) -> dict:
 def _overrides(items: list[str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for item in items:
-        target, sep, _ = item.partition("=")
+        target, sep, value = item.partition("=")
         stage, dot, key = target.partition(".")
         if not sep or not dot or not key:
             raise UsageError(f"--set needs STAGE.KEY=VALUE, got {item!r}")
         if stage not in STAGE_NAMES:
             raise UsageError(f"unknown stage {stage!r} in --set {item}")
-        out.setdefault(stage, {}).update(_options([item.partition(".")[2]]))
+        out.setdefault(stage, {}).update(_options([f"{key}={value}"]))
+    from model_core.train.curriculum import RECIPE_KEYS
+
     for stage, values in out.items():
-        for key in ("steps", "batch", "lr", "ema", "minutes"):
+        for key in RECIPE_KEYS:
             if key in values and (
                 not isinstance(values[key], int | float)
                 or isinstance(values[key], bool)

@@ -67,6 +67,10 @@ def curate_data(raw: Path, out: Path, log=print) -> Path:
     return out
 
 
+# What `overrides` (`lpm train all --set`) may change besides objective options.
+RECIPE_KEYS = ("steps", "batch", "lr", "ema", "minutes")
+
+
 def run_curriculum(
     work: str | Path,
     preset: str = "tiny",
@@ -127,7 +131,7 @@ def run_curriculum(
         for key, value in overrides.get(stage, {}).items():
             if key == "minutes":
                 minutes_of_stage = float(value)
-            elif key in ("steps", "batch", "lr", "ema"):
+            elif key in RECIPE_KEYS:
                 recipe[key] = value
             else:
                 recipe["options"][key] = value
