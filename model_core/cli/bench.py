@@ -120,7 +120,7 @@ def run_realtime(args: argparse.Namespace) -> int:
 
 
 # Modules with a `REGISTRARS` tuple; one not written yet is skipped.
-BENCHMARK_MODULES = ("model_core.cli.bench_quality",)
+BENCHMARK_MODULES = ("model_core.cli.bench_quality", "model_core.cli.bench_vae")
 
 
 def benchmark_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
