@@ -168,11 +168,46 @@ class LPMConfig:
             kw[f.name] = _build(sub, v) if sub else v
         return cls(**kw)
 
+    def with_overrides(self, overrides: dict[str, Any]) -> LPMConfig:
+        """A copy with some fields changed: {"vae.base_channels": 24, "dit.num_layers": 10}.
+        Lists become tuples; an unknown section or field, or a value of the wrong kind (a
+        number for a tuple, text for a number), raises ValueError naming it."""
+        d = self.to_dict()
+        for path, value in overrides.items():
+            section, _, key = path.partition(".")
+            if section not in _SUBCONFIGS or not key:
+                raise ValueError(
+                    f"unknown config field {path!r}; sections: {', '.join(_SUBCONFIGS)}"
+                )
+            if key not in d[section]:
+                raise ValueError(
+                    f"unknown config field {path!r}; {section} has {', '.join(d[section])}"
+                )
+            old = d[section][key]
+            if not _same_kind(old, value):
+                raise ValueError(f"config field {path!r}: {value!r} is not a {type(old).__name__}")
+            d[section][key] = type(old)(value) if isinstance(old, int | float) else value
+        return LPMConfig.from_dict(d)
+
     @classmethod
     def preset(cls, name: str) -> LPMConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
         return PRESETS[name]()
+
+
+def _same_kind(old: Any, value: Any) -> bool:
+    """Whether `value` may replace the config value `old` (a list for a tuple, a whole number
+    for an int, any number for a float, a bool only for a bool)."""
+    if isinstance(old, bool) or isinstance(value, bool):
+        return isinstance(old, bool) and isinstance(value, bool)
+    if isinstance(old, list | tuple):
+        return isinstance(value, list | tuple)
+    if isinstance(old, int):
+        return isinstance(value, int | float) and float(value).is_integer()
+    if isinstance(old, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(old))
 
 
 def _build(sub: type, v: dict[str, Any]):

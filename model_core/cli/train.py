@@ -55,6 +55,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="objective option, e.g. beta=500 (repeatable)",
     )
+    p.add_argument(
+        "--arch",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change the preset's architecture for a model started from random weights, e.g. "
+        "vae.base_channels=24 vae.channel_mults=[2,3,6] (repeatable; not with --init, whose "
+        "checkpoint brings its own)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g = p.add_argument_group("all")
@@ -128,6 +137,32 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return out
 
 
+def model_config(args: argparse.Namespace):
+    """The preset's config with the --arch changes (None without any), checked by building
+    the model on the meta device (nothing is allocated)."""
+    if not args.arch:
+        return None
+    if args.init:
+        raise UsageError("--arch changes a new model; the --init checkpoint brings its own")
+    import torch
+
+    from model_core.config import LPMConfig
+    from model_core.model import build_model
+
+    changes = {}
+    for item in args.arch:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise UsageError(f"--arch needs SECTION.KEY=VALUE, got {item!r}")
+        changes[key] = _options([f"x={value}"])["x"]
+    try:
+        cfg = LPMConfig.preset(args.preset).with_overrides(changes)
+        build_model(cfg, device=torch.device("meta"))
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise UsageError(f"--arch: {e}") from None
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     if args.stage not in (*STAGE_NAMES, "all"):
         raise UsageError(
@@ -142,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     options = _options(args.option)
+    cfg = model_config(args)
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError("--threads must be at least 1")
@@ -149,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if args.stage == "all":
-        return _run_all(args)
+        return _run_all(args, cfg)
     if not args.out:
         raise UsageError("--out is required (a folder or s3://bucket/prefix)")
     if not args.data:
@@ -185,12 +221,12 @@ def run(args: argparse.Namespace) -> int:
             f"lpm train {args.stage}: note: no --init, starting from random weights",
             file=sys.stderr,
         )
-    summary = train(tc)
+    summary = train(tc, model_config=cfg)
     print(json.dumps(summary))
     return 0
 
 
-def _run_all(args: argparse.Namespace) -> int:
+def _run_all(args: argparse.Namespace, cfg=None) -> int:
     if not args.work:
         raise UsageError("`all` needs --work DIR (data, checkpoints and report go there)")
     if args.scale <= 0:
@@ -223,6 +259,8 @@ def _run_all(args: argparse.Namespace) -> int:
         log=lambda s: print(s, file=sys.stderr, flush=True),
         init=args.init,
         overrides=overrides,
+        model_config=cfg,
+        arch=list(args.arch),
     )
     print(json.dumps(report))
     return 0

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from model_core.config import LPMConfig
 from model_core.train.config import TINY_CURRICULUM, TrainConfig
 from model_core.train.objectives import STAGES
 
@@ -86,12 +87,16 @@ def run_curriculum(
     log: Callable[[str], None] = print,
     init: str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
+    model_config: LPMConfig | None = None,
+    arch: list[str] | None = None,
 ) -> dict[str, Any]:
     """Synthesize and curate (unless `data` is given), then train `stages` in order, each
     from the previous one's `final/` (the first from `init`, or random weights); stages
     already finished in `work` are skipped and an interrupted one resumes. `overrides` sets
     recipe values per stage: {"base": {"lr": 2e-4, "minutes": 40}}; keys other than steps,
-    batch, lr, ema and minutes are objective options."""
+    batch, lr, ema and minutes are objective options. `model_config` is the architecture of
+    a model started from random weights (the preset's when None; `arch` is how it was asked
+    for, recorded in the report); a checkpoint `init` brings its own."""
     from model_core.train.loop import train
 
     overrides = overrides or {}
@@ -117,6 +122,7 @@ def run_curriculum(
         "minutes": budget,
         "init": init,
         "overrides": overrides,
+        "arch": arch or [],
     }
     for stage in stages or list(STAGES):
         out = work / "ckpt" / stage
@@ -158,7 +164,7 @@ def run_curriculum(
             f"[{stage}] {tc.steps} steps, batch {tc.batch}, lr {tc.lr}, "
             f"budget {tc.max_minutes} min, init {init}"
         )
-        summary = train(tc)
+        summary = train(tc, model_config=model_config)
         log(f"[{stage}] {json.dumps(summary)}")
         report["stages"][stage] = summary
         report_path.write_text(json.dumps(report, indent=1))

@@ -22,6 +22,18 @@ from model_core.cli import main
         (["train", "all", "--work", "OUT", "--set", "base.lr=-1"], "positive"),
         (["train", "all", "--work", "OUT", "--set", "base.minutes=soon"], "positive"),
         (["train", "all", "--work", "OUT", "--init", "/no/such/ckpt"], "no such checkpoint"),
+        (["train", "all", "--work", "OUT", "--arch", "base_channels=24"], "SECTION.KEY=VALUE"),
+        (["train", "all", "--work", "OUT", "--arch", "vae.width=24"], "unknown config field"),
+        (["train", "all", "--work", "OUT", "--arch", "vae.base_channels=x"], "is not a int"),
+        (
+            ["train", "all", "--work", "OUT", "--arch", "vae.channel_mults=[1,3]"],
+            "temporal_downsample",
+        ),
+        (
+            ["train", "vae", "--out", "OUT", "--data", "synthetic", "--init", "ck"]
+            + ["--arch", "vae.z_dim=32"],
+            "brings its own",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):

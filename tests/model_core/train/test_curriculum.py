@@ -16,7 +16,8 @@ from model_core.train.curriculum import TINY_MINUTES, run_curriculum
 def recorded(monkeypatch):
     seen = []
 
-    def fake_train(tc):
+    def fake_train(tc, model_config=None):
+        tc.model_config = model_config  # recorded beside the stage's settings
         seen.append(tc)
         return {"stage": tc.stage, "steps": 1, "lr": tc.lr}
 
@@ -78,3 +79,27 @@ def test_cli_set_reaches_the_stage(tmp_path, recorded, capsys):
     assert main(argv) == 0
     (tc,) = recorded
     assert tc.init == str(init) and tc.lr == 3e-4 and tc.max_minutes == 2.0
+
+
+def test_cli_arch_builds_the_first_stage_with_the_changed_architecture(tmp_path, recorded):
+    work = tmp_path / "w"
+    argv = [
+        "train",
+        "all",
+        "--work",
+        str(work),
+        "--data",
+        "synthetic",
+        "--stages",
+        "vae,vae-stream",
+    ]
+    argv += ["--arch", "vae.base_channels=24", "--arch", "vae.channel_mults=[2,3,6]"]
+    assert main([*argv, "--no-progress"]) == 0
+    vae, stream = recorded
+    assert vae.init is None and vae.model_config.vae.base_channels == 24
+    assert vae.model_config.vae.channel_mults == (2, 3, 6)
+    assert vae.model_config.dit == type(vae.model_config.dit)()  # the rest is the preset's
+    # the next stage starts from the first one's checkpoint, which carries its config
+    assert stream.init == str(work / "ckpt" / "vae" / "final")
+    saved = json.loads((work / "curriculum.json").read_text())
+    assert saved["arch"] == ["vae.base_channels=24", "vae.channel_mults=[2,3,6]"]
