@@ -49,14 +49,18 @@ class TrainConfig:
 # two runs out first. EMA weights are what each stage hands on.
 TINY_CURRICULUM: dict[str, dict[str, Any]] = {
     "vae": dict(
-        steps=5000, batch=2, lr=5e-4, ema=0.995, options={"frames": 13, "motion_weight": 2.0}
+        steps=5000,
+        batch=2,
+        lr=5e-4,
+        ema=0.995,
+        options={"frames": 13, "motion_weight": 2.0, "recolour": 0.5},
     ),
     "vae-stream": dict(
-        steps=3000,
+        steps=10000,
         batch=2,
         lr=2e-4,
         ema=0.995,
-        options={"frames": 49, "chunk": 12, "motion_weight": 2.0},
+        options={"frames": 49, "chunk": 12, "motion_weight": 2.0, "recolour": 0.5},
     ),
     "base": dict(
         steps=8000,

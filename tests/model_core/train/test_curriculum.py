@@ -56,11 +56,11 @@ def test_overrides_do_not_leak_into_the_recipe(tmp_path, recorded):
         tmp_path,
         data="synthetic",
         stages=["vae"],
-        overrides={"vae": {"recolour": 0.5}},
+        overrides={"vae": {"recolour": 0.25}},
         progress=False,
         log=lambda s: None,
     )
-    assert recorded[0].options["recolour"] == 0.5 and recorded[0].init is None
+    assert recorded[0].options["recolour"] == 0.25 and recorded[0].init is None
     assert json.dumps(TINY_CURRICULUM, sort_keys=True) == before
 
 
