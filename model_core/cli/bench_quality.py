@@ -136,39 +136,58 @@ def _system_list(value: str, allowed: tuple[str, ...], problem: str) -> tuple[st
     return chosen
 
 
-def run_quality(args: argparse.Namespace) -> int:
-    from model_core.cli.perform import check_output_path, load_config, write_json
+def output_paths(args: argparse.Namespace) -> dict[str, Path | None]:
+    """--json/--md/--png checked before any work (suffix, not a folder)."""
+    from model_core.cli.perform import check_output_path
 
-    settings = quality_settings(args)
-    load_config(args.preset, args.checkpoint)  # unknown preset / bad checkpoint -> usage error
-    paths = {
+    return {
         k: check_output_path(getattr(args, k), f".{k}") if getattr(args, k) else None
         for k in ("json", "md", "png")
     }
 
+
+def check_judges(judges_dir: str | None) -> None:
+    """No trained judges -> a usage error before any work."""
     from model_core.bench.judges import load_judges
 
     try:
-        load_judges(Path(settings.judges_dir) if settings.judges_dir else None)
+        load_judges(Path(judges_dir) if judges_dir else None)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
-    from model_core.bench.quality import run_quality_bench
-    from model_core.bench.quality_report import markdown_table, plot_quality, validation_table
 
-    result = run_quality_bench(settings)
-    text = markdown_table(result) + "\n" + validation_table(result["validation"])
+
+def write_outputs(paths: dict, result: dict, text: str, plot) -> None:
+    """The JSON (keys starting with "_" left out), the Markdown `text` and `plot(result,
+    path)`'s figure where asked for; then the text and where each file went."""
+    from model_core.cli.perform import write_json
+
     if paths["json"]:
-        write_json(paths["json"], result)
+        write_json(paths["json"], {k: v for k, v in result.items() if not k.startswith("_")})
     if paths["md"]:
         paths["md"].parent.mkdir(parents=True, exist_ok=True)
         paths["md"].write_text(text)
     if paths["png"]:
         paths["png"].parent.mkdir(parents=True, exist_ok=True)
-        plot_quality(result, paths["png"])
+        plot(result, paths["png"])
     print(text, end="")
     for label, path in paths.items():
         if path:
             print(f"  {label}: {path}")
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    from model_core.cli.perform import load_config
+
+    settings = quality_settings(args)
+    load_config(args.preset, args.checkpoint)  # unknown preset / bad checkpoint -> usage error
+    paths = output_paths(args)
+    check_judges(settings.judges_dir)
+    from model_core.bench.quality import run_quality_bench
+    from model_core.bench.quality_report import markdown_table, plot_quality, validation_table
+
+    result = run_quality_bench(settings)
+    text = markdown_table(result) + "\n" + validation_table(result["validation"])
+    write_outputs(paths, result, text, plot_quality)
     return 0
 
 

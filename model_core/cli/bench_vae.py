@@ -82,35 +82,15 @@ def vae_settings(args: argparse.Namespace):
 
 
 def run_vae(args: argparse.Namespace) -> int:
-    from model_core.cli.perform import check_output_path, write_json
+    from model_core.cli.bench_quality import check_judges, output_paths, write_outputs
 
     settings = vae_settings(args)
-    paths = {
-        k: check_output_path(getattr(args, k), f".{k}") if getattr(args, k) else None
-        for k in ("json", "md", "png")
-    }
-    from model_core.bench.judges import load_judges
-
-    try:
-        load_judges(Path(settings.judges_dir) if settings.judges_dir else None)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
+    paths = output_paths(args)
+    check_judges(settings.judges_dir)
     from model_core.bench.vae_quality import markdown_table, plot_vae, run_vae_bench
 
     result = run_vae_bench(settings)
-    text = markdown_table(result)
-    if paths["json"]:
-        write_json(paths["json"], {k: v for k, v in result.items() if not k.startswith("_")})
-    if paths["md"]:
-        paths["md"].parent.mkdir(parents=True, exist_ok=True)
-        paths["md"].write_text(text)
-    if paths["png"]:
-        paths["png"].parent.mkdir(parents=True, exist_ok=True)
-        plot_vae(result, paths["png"])
-    print(text, end="")
-    for label, path in paths.items():
-        if path:
-            print(f"  {label}: {path}")
+    write_outputs(paths, result, markdown_table(result), plot_vae)
     return 0
 
 
