@@ -9,6 +9,8 @@ latents.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -92,9 +94,13 @@ class VAEObjective(Objective):
     def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         return self.reconstruction_loss(recolour(video, self.p_recolour))
 
-    def reconstruction_loss(self, video: torch.Tensor, enc=None, dec=None) -> tuple:
+    def reconstruction_loss(
+        self, video: torch.Tensor, enc=None, dec=None, target: torch.Tensor | None = None
+    ) -> tuple:
         """The stage's loss on one clip; `enc`/`dec` are the temporal caches of a stream
-        the clip continues (None: the clip starts a stream)."""
+        the clip continues (None: the clip starts a stream). `target`, when given, is the
+        posterior mean an anchor encoder gave the same clip: the normalised latents are
+        held near it with weight `w_anchor`."""
         vae = self.model.vae
         mean, logvar = vae.encode_posterior(video, cache=enc)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
@@ -103,10 +109,21 @@ class VAEObjective(Objective):
         grad = gradient_loss(recon, video)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + self.w_grad * grad + self.w_kl * kl
+        metrics = {}
+        if target is not None:
+            drift = F.mse_loss(vae.normalize(mean), vae.normalize(target))
+            loss = loss + self.w_anchor * drift
+            metrics["anchor_mse"] = drift.item()
         with torch.no_grad():
             mse = F.mse_loss(recon.clamp(-1, 1), video)
             psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
-        return loss, {"l1": l1.item(), "grad": grad.item(), "kl": kl.item(), "psnr": float(psnr)}
+        return loss, {
+            "l1": l1.item(),
+            "grad": grad.item(),
+            "kl": kl.item(),
+            "psnr": float(psnr),
+            **metrics,
+        }
 
     @torch.no_grad()
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:
@@ -181,6 +198,14 @@ class StreamVAEObjective(VAEObjective):
     and then trains on the next `chunk` frames entering through those warm caches, as a
     stream's later chunks do. A prefix of 0 is the start of a stream, so that case keeps
     being trained too. The latent statistics are measured again at the end, on long clips.
+
+    Option `anchor` (weight, default 0) keeps the encoder where it started: a frozen copy of
+    the VAE the stage began from encodes every clip too, and the mean squared distance of
+    the two normalised posterior means joins the loss; the latent statistics are then kept,
+    not measured again. That is for a VAE under a model already trained in its latent space
+    (the Base and Online models read the encoder's references and write latents for the
+    decoder): the decoder, and the encoder within the anchor's reach, improve while the
+    space the DiT stages learnt stays put.
     """
 
     name = "vae-stream"
@@ -195,6 +220,16 @@ class StreamVAEObjective(VAEObjective):
                 f"got chunk={self.chunk} frames={self.frames_per_clip}"
             )
         self.max_prefix = (self.frames_per_clip - 1 - self.chunk) // 4
+        self.w_anchor = self.option("anchor", 0.0)
+        if self.w_anchor < 0:
+            raise ValueError(f"vae-stream anchor must be >= 0, got {self.w_anchor}")
+        self.anchor = None
+        if self.w_anchor > 0:
+            self.anchor = copy.deepcopy(model.vae.encoder).requires_grad_(False).eval()
+
+    def anchor_mean(self, video: torch.Tensor, cache) -> torch.Tensor:
+        """The anchor encoder's raw posterior mean of `video` (as `encode_posterior`)."""
+        return self.anchor(video.transpose(1, 2), cache).transpose(1, 2).chunk(2, dim=1)[0]
 
     def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         from model_core.vae_layers import TemporalCache
@@ -202,13 +237,32 @@ class StreamVAEObjective(VAEObjective):
         vae = self.model.vae
         video = recolour(video, self.p_recolour)
         k = int(torch.randint(self.max_prefix + 1, (1,)))
-        enc, dec = TemporalCache(), TemporalCache()
+        enc, dec, anchored = TemporalCache(), TemporalCache(), TemporalCache()
         if k:
             with torch.no_grad():
                 prefix = video[:, :, : 1 + 4 * k]
                 vae.decode(vae.normalize(vae.encode_posterior(prefix, cache=enc)[0]), cache=dec)
+                if self.anchor is not None:
+                    self.anchor_mean(prefix, anchored)
             clip = video[:, :, 1 + 4 * k : 1 + 4 * k + self.chunk]
         else:
             clip = video[:, :, : 1 + self.chunk]
-        loss, metrics = self.reconstruction_loss(clip, enc, dec)
+        target = None
+        if self.anchor is not None:
+            with torch.no_grad():
+                target = self.anchor_mean(clip, anchored)
+        loss, metrics = self.reconstruction_loss(clip, enc, dec, target)
         return loss, {**metrics, "prefix": 4 * k}
+
+    def state_dict(self) -> dict:
+        return {"anchor": self.anchor.state_dict()} if self.anchor is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.anchor is not None and "anchor" in state:
+            self.anchor.load_state_dict(state["anchor"])
+
+    @torch.no_grad()
+    def finalize(self, batches, clips: int = 16) -> dict[str, float]:
+        if self.anchor is not None:
+            return {}  # the latent statistics of the space the anchor holds
+        return super().finalize(batches, clips)

@@ -79,3 +79,67 @@ def test_stream_vae_stage_rejects_a_clip_layout_it_cannot_cut(micro_cfg):
         make_objective("vae-stream", model, {"frames": 17, "chunk": 6})
     obj = make_objective("vae-stream", model, {"frames": 49, "chunk": 12})
     assert obj.max_prefix == 9  # up to 36 frames of warm-up before the trained chunk
+
+
+def _encoder_drift(vae, start, clip):
+    """Mean squared distance of the normalised posterior means of `clip` under the VAE's
+    encoder now and under the encoder weights `start`."""
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        now = vae.encode(clip)
+        old = copy.deepcopy(vae)
+        old.encoder.load_state_dict(start)
+        return float((now - old.encode(clip)).pow(2).mean())
+
+
+def test_stream_vae_anchor_holds_the_encoder_near_where_it_started(
+    tmp_path, micro_cfg, micro_source, fixed_cache
+):
+    """With `anchor`, vae-stream still trains encoder and decoder but keeps the latent space a
+    trained DiT reads: the encoder moves less than without it, the latent statistics are
+    kept, and the anchor survives a resume."""
+    import torch
+
+    def run(out, anchor, steps=12, seed=5):
+        tc = TrainConfig(
+            stage="vae-stream",
+            out=str(out),
+            steps=steps,
+            lr=3e-3,
+            warmup=1,
+            batch=2,
+            checkpoint_every=6,
+            progress=False,
+            seed=seed,
+            resume=True,
+            options={"frames": 17, "chunk": 8, "anchor": anchor},
+        )
+        return Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+
+    free, held = run(tmp_path / "free", 0.0), run(tmp_path / "held", 50.0)
+    start = {k: v.clone() for k, v in held.model.vae.encoder.state_dict().items()}
+    stats = (held.model.vae.latent_mean.clone(), held.model.vae.latent_std.clone())
+    first = held.train_step()
+    assert first["anchor_mse"] == pytest.approx(0.0, abs=1e-10)  # the same encoder, twice
+    free.run(), held.run()
+    assert "anchor_mse" not in free.train_step()
+
+    clip = held.batches.next()[:, :, :9]
+    drift_free = _encoder_drift(free.model.vae, start, clip)
+    drift_held = _encoder_drift(held.model.vae, start, clip)
+    assert 0 < drift_held < 0.5 * drift_free, (drift_held, drift_free)
+    assert torch.equal(held.model.vae.latent_mean, stats[0])
+    assert torch.equal(held.model.vae.latent_std, stats[1])
+    assert not torch.equal(free.model.vae.latent_std, stats[1])
+
+    # resumed (with another seed, so another random start) from the run's last checkpoint:
+    # the anchor is still the encoder that run started from
+    resumed = run(tmp_path / "held", 50.0, steps=14, seed=6)
+    assert resumed.resumed_from is not None
+    for k, v in resumed.objective.anchor.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    with pytest.raises(ValueError, match="anchor must be >= 0"):
+        run(tmp_path / "bad", -1.0)
