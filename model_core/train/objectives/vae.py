@@ -225,11 +225,7 @@ class StreamVAEObjective(VAEObjective):
             raise ValueError(f"vae-stream anchor must be >= 0, got {self.w_anchor}")
         self.anchor = None
         if self.w_anchor > 0:
-            self.anchor = copy.deepcopy(model.vae.encoder).requires_grad_(False).eval()
-
-    def anchor_mean(self, video: torch.Tensor, cache) -> torch.Tensor:
-        """The anchor encoder's raw posterior mean of `video` (as `encode_posterior`)."""
-        return self.anchor(video.transpose(1, 2), cache).transpose(1, 2).chunk(2, dim=1)[0]
+            self.anchor = copy.deepcopy(model.vae).requires_grad_(False).eval()
 
     def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         from model_core.vae_layers import TemporalCache
@@ -243,14 +239,14 @@ class StreamVAEObjective(VAEObjective):
                 prefix = video[:, :, : 1 + 4 * k]
                 vae.decode(vae.normalize(vae.encode_posterior(prefix, cache=enc)[0]), cache=dec)
                 if self.anchor is not None:
-                    self.anchor_mean(prefix, anchored)
+                    self.anchor.encode_posterior(prefix, cache=anchored)
             clip = video[:, :, 1 + 4 * k : 1 + 4 * k + self.chunk]
         else:
             clip = video[:, :, : 1 + self.chunk]
         target = None
         if self.anchor is not None:
             with torch.no_grad():
-                target = self.anchor_mean(clip, anchored)
+                target = self.anchor.encode_posterior(clip, cache=anchored)[0]
         loss, metrics = self.reconstruction_loss(clip, enc, dec, target)
         return loss, {**metrics, "prefix": 4 * k}
 
@@ -261,7 +257,6 @@ class StreamVAEObjective(VAEObjective):
         if self.anchor is not None and "anchor" in state:
             self.anchor.load_state_dict(state["anchor"])
 
-    @torch.no_grad()
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:
         if self.anchor is not None:
             return {}  # the latent statistics of the space the anchor holds

@@ -139,7 +139,7 @@ def test_stream_vae_anchor_holds_the_encoder_near_where_it_started(
     # the anchor is still the encoder that run started from
     resumed = run(tmp_path / "held", 50.0, steps=14, seed=6)
     assert resumed.resumed_from is not None
-    for k, v in resumed.objective.anchor.state_dict().items():
+    for k, v in resumed.objective.anchor.encoder.state_dict().items():
         assert torch.equal(v, start[k]), k
     with pytest.raises(ValueError, match="anchor must be >= 0"):
         run(tmp_path / "bad", -1.0)
