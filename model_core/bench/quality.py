@@ -9,7 +9,6 @@ are validated on ground-truth footage in the same run (`validation`).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from model_core.bench.scenarios import (
 )
 from model_core.bench.systems import STREAMING, SYSTEMS, SystemRunner
 from model_core.bench.validation import listening_loops, validate_listening, validate_metrics
+from model_core.progress import progress_bar
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "tiny"
 COMPARISONS = ("untrained", "no_sink", "single_ref", "merged_audio", "base")
@@ -126,7 +126,6 @@ def build_runners(s: QualityBenchSettings, checkpoint: str | None) -> tuple[dict
 
 def run_quality_bench(s: QualityBenchSettings) -> dict:
     import torch
-    from tqdm import tqdm
 
     unknown = [n for n in s.systems if n not in SYSTEMS]
     if unknown:
@@ -149,13 +148,10 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
     work = sum(1 for n in s.systems for sp in specs if n != "base" or sp.index in base_specs)
     work += min(s.validation_samples, s.samples) + len(streaming) * s.stream_seconds
     work += s.listening_loops
-    disable = None if s.progress is None else not s.progress
     run = _Run(s, judges, runners, {n: [] for n in s.systems})
     with (
         torch.no_grad(),
-        tqdm(
-            total=work, desc="lpm bench quality", unit="step", file=sys.stderr, disable=disable
-        ) as bar,
+        progress_bar(work, "lpm bench quality", unit="step", progress=s.progress) as bar,
     ):
         run.bar = bar
         validation_set: list[ScenarioSample] = []

@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import psutil
 import torch
+
+from model_core.progress import progress_bar
 
 STAGES = ("audio", "backbone", "refiner", "vae")
 MINUTE = 60
@@ -78,8 +79,6 @@ def stream_chunks(
     rss_every: int = 10,
 ) -> dict:
     """Push `chunks` seconds through a fresh stream; per-chunk wall times and stage timings."""
-    from tqdm import tqdm
-
     sr = pipe.config.audio.sample_rate
     kw = {} if window_chunks == "config" else {"window_chunks": window_chunks}
     rss_start = rss_mb()
@@ -91,8 +90,7 @@ def stream_chunks(
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
     rss_curve: list[tuple[int, float]] = [(0, rss_start)]
     stopped = None
-    disable = None if progress is None else not progress
-    with tqdm(total=chunks, unit="chunk", desc=desc, file=sys.stderr, disable=disable) as bar:
+    with progress_bar(chunks, desc, unit="chunk", progress=progress) as bar:
         for i in range(chunks):
             s = slice(i * sr, (i + 1) * sr)
             t = time.perf_counter()

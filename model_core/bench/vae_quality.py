@@ -20,7 +20,6 @@ through the stream encoder and decoder.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from model_core.bench.metrics.identity import frame_similarity, identity_scores
 from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
 from model_core.bench.scenarios import FPS, ScenarioRenderer, scenario_specs
 from model_core.bench.systems import vae_roundtrip
+from model_core.progress import progress_bar
 
 SHIPPED = "shipped"
 RANDOM = "random"
@@ -134,7 +134,6 @@ def label_of(checkpoint: str) -> str:
 
 def run_vae_bench(s: VAEBenchSettings) -> dict:
     import torch
-    from tqdm import tqdm
 
     if s.chunk < 4 or s.chunk % 4:
         raise ValueError(f"chunk must be a positive multiple of 4, got {s.chunk}")
@@ -152,15 +151,10 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
     cost = dict.fromkeys(vaes, 0.0)
     video_s = 0.0
     examples: dict[str, np.ndarray] = {}
-    disable = None if s.progress is None else not s.progress
     with (
         torch.no_grad(),
-        tqdm(
-            total=len(specs) * (1 + len(vaes)),
-            desc="lpm bench vae",
-            unit="pass",
-            file=sys.stderr,
-            disable=disable,
+        progress_bar(
+            len(specs) * (1 + len(vaes)), "lpm bench vae", unit="pass", progress=s.progress
         ) as bar,
     ):
         for spec in specs:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -235,12 +234,11 @@ def build_pipeline(args: argparse.Namespace, **overrides: Any):
 def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = None) -> dict:
     """Stream `inputs` through `pipe` chunk by chunk into `output`; returns timing stats.
 
-    `progress=None` shows the bar only on a terminal.
+    `progress=None` shows the bar on a terminal and a plain line every 30 s off one.
     """
-    from tqdm import tqdm
-
     from model_core.media import mix_tracks, open_mp4
     from model_core.pipeline import ReferenceImages
+    from model_core.progress import progress_bar
 
     cfg = pipe.config
     sr, fps, chunk = cfg.audio.sample_rate, cfg.video.fps, cfg.video.chunk_frames
@@ -264,13 +262,7 @@ def perform(pipe, inputs: PerformInputs, output: Path, progress: bool | None = N
     with (
         terminate_as_interrupt(),
         open_mp4(output, cfg.video.height, cfg.video.width, fps=fps, sample_rate=sr) as mp4,
-        tqdm(
-            total=n_chunks,
-            unit="s",
-            desc="perform",
-            file=sys.stderr,
-            disable=None if progress is None else not progress,
-        ) as bar,
+        progress_bar(n_chunks, "perform", unit="s", progress=progress) as bar,
     ):
         for i in range(n_chunks):
             sp, li = _window(speak, i * spc, spc), _window(listen, i * spc, spc)
