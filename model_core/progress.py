@@ -30,6 +30,22 @@ class LineWriter:
         self.stream.flush()
 
 
+def _line_bar_class():
+    from tqdm import tqdm
+
+    class LineBar(tqdm):
+        """tqdm whose postfix changes wait for the next timed redraw (they redraw at once in
+        tqdm, which off a terminal would be one line per sample)."""
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+        def set_postfix_str(self, s="", refresh=True):
+            super().set_postfix_str(s, refresh=False)
+
+    return LineBar
+
+
 def progress_bar(
     total: int,
     desc: str,
@@ -48,7 +64,7 @@ def progress_bar(
     if progress is False:
         return tqdm(total=total, desc=desc, unit=unit, disable=True, **kw)
     if progress is None and not on_terminal:
-        return tqdm(
+        return _line_bar_class()(
             total=total,
             desc=desc,
             unit=unit,
@@ -59,4 +75,4 @@ def progress_bar(
             ncols=100,
             **kw,
         )
-    return tqdm(total=total, desc=desc, unit=unit, file=stream, **kw)
+    return tqdm(total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, **kw)

@@ -236,16 +236,16 @@ class Trainer:
         }
 
     def run(self) -> dict[str, Any]:
-        from tqdm import tqdm
+        from model_core.progress import progress_bar
 
         tc, start = self.tc, time.perf_counter()
         first = self.history[0] if self.history else None
-        bar = tqdm(
-            total=tc.steps,
+        bar = progress_bar(
+            tc.steps,
+            f"train {tc.stage}",
+            unit="step",
+            progress=None if tc.progress else False,
             initial=self.step,
-            desc=f"train {tc.stage}",
-            disable=not tc.progress,
-            dynamic_ncols=True,
         )
         stopped_early = False
         with self.log_path.open("a") as log:

@@ -15,7 +15,8 @@ def run(stream, progress, every_s=0.0, n=5):
         n, "bench x", unit="step", progress=progress, stream=stream, every_s=every_s
     ) as bar:
         for i in range(n):
-            bar.set_postfix_str(f"sample-{i}", refresh=False)
+            bar.set_postfix_str(f"sample-{i}")
+            bar.set_postfix(loss=i)
             bar.update(1)
     return stream.getvalue()
 
@@ -26,7 +27,7 @@ def test_off_a_terminal_each_update_is_one_plain_line():
     lines = out.splitlines()
     assert len(lines) >= 2  # the start and at least the final state
     assert all(line.startswith("bench x:") for line in lines)
-    assert "5/5" in lines[-1] and "sample-4" in lines[-1]
+    assert "5/5" in lines[-1] and "loss=4" in lines[-1]
 
 
 def test_off_a_terminal_lines_are_rate_limited():
