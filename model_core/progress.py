@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from tqdm import tqdm
+
 
 class LineWriter:
     """A file for tqdm that turns each redraw into one whole line (no carriage returns)."""
@@ -30,20 +32,15 @@ class LineWriter:
         self.stream.flush()
 
 
-def _line_bar_class():
-    from tqdm import tqdm
+class LineBar(tqdm):
+    """tqdm whose postfix changes wait for the next timed redraw (they redraw at once in
+    tqdm, which off a terminal would be one line per sample)."""
 
-    class LineBar(tqdm):
-        """tqdm whose postfix changes wait for the next timed redraw (they redraw at once in
-        tqdm, which off a terminal would be one line per sample)."""
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
 
-        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
-            super().set_postfix(ordered_dict, refresh=False, **kwargs)
-
-        def set_postfix_str(self, s="", refresh=True):
-            super().set_postfix_str(s, refresh=False)
-
-    return LineBar
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
 
 
 def progress_bar(
@@ -56,21 +53,19 @@ def progress_bar(
     **kw: Any,
 ):
     """A tqdm bar for `total` units of work; see the module docstring for `progress`."""
-    from tqdm import tqdm
-
     stream = stream if stream is not None else sys.stderr
     isatty = getattr(stream, "isatty", None)
     on_terminal = bool(isatty and isatty())
     if progress is False:
         return tqdm(total=total, desc=desc, unit=unit, disable=True, **kw)
     if progress is None and not on_terminal:
-        return _line_bar_class()(
+        return LineBar(
             total=total,
             desc=desc,
             unit=unit,
             file=LineWriter(stream),
             mininterval=every_s,
-            maxinterval=every_s,
+            maxinterval=every_s,  # tqdm's monitor thread would otherwise redraw every 10 s
             ascii=True,
             ncols=100,
             **kw,
