@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--time-scale",
         type=float,
         default=1.0,
-        help="multiply every stage's time budget (the tiny recipe's sum is about 100 min)",
+        help="multiply every stage's time budget (the tiny recipe's stages sum to 132 min)",
     )
     g.add_argument("--ship", help="write the final model here as float16")
     g.add_argument("--stages", help="comma-separated subset of stages for `all`")

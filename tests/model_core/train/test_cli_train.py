@@ -45,3 +45,13 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("lpm train: error: ") and message in err
     assert "\n" not in err and not (tmp_path / "out").exists()
+
+
+def test_help_states_the_recipe_time_it_runs(capsys):
+    """The --time-scale help names the tiny recipe's real sum, kept in step with the table."""
+    from model_core.train.curriculum import TINY_MINUTES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"sum to {sum(TINY_MINUTES.values()):g} min" in help_text
