@@ -11,6 +11,7 @@ import json
 import sys
 
 from model_core.cli.errors import UsageError
+from model_core.train.config import TINY_MINUTES
 
 STAGE_NAMES = (
     "vae",
@@ -84,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--time-scale",
         type=float,
         default=1.0,
-        help="multiply every stage's time budget (the tiny recipe's stages sum to 132 min)",
+        help="multiply every stage's time budget (the tiny recipe's stages sum to "
+        f"{sum(TINY_MINUTES.values()):g} min)",
     )
     g.add_argument("--ship", help="write the final model here as float16")
     g.add_argument("--stages", help="comma-separated subset of stages for `all`")

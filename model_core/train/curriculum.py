@@ -19,24 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from model_core.config import LPMConfig
-from model_core.train.config import TINY_CURRICULUM, TrainConfig
+from model_core.train.config import TINY_CURRICULUM, TINY_MINUTES, TrainConfig
 from model_core.train.objectives import STAGES
 
-# Minutes each stage may take in the tiny recipe (sum 132); steps stop there. `vae-stream`
-# got 25 more minutes after the shipped run (which had 8): measured with `lpm bench vae`, the
-# mouth is what a VAE learns last, and those minutes took the round trip's lip sync from 39%
-# to 69% of ground truth (docs/training.md).
-TINY_MINUTES = {
-    "vae": 16,
-    "vae-stream": 33,
-    "base": 50,
-    "ode": 7,
-    "dmd-off": 5,
-    "dmd-on": 5,
-    "refiner": 6,
-    "dpo": 4,
-    "vae-decoder": 6,
-}
 # Footage for the tiny recipe: short recordings, one per identity, so that 12 minutes hold
 # 72 characters (the model must learn to copy appearance from the references, not memorise
 # a handful of faces or palettes; the bench's characters are all held out).

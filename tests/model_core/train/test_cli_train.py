@@ -48,7 +48,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_help_states_the_recipe_time_it_runs(capsys):
-    """The --time-scale help names the tiny recipe's real sum, kept in step with the table."""
+    """The --time-scale help names the sum of the tiny recipe's stage budgets (TINY_MINUTES)."""
     from model_core.train.curriculum import TINY_MINUTES
 
     with pytest.raises(SystemExit):
