@@ -39,6 +39,9 @@ class VAEConfig:
     mid_attention: bool = True
     spatial_factor: int = 8
     temporal_factor: int = 4
+    # Width of the decoder's per-frame audio embedding (model_core/vae_audio.py); 0: the
+    # decoder reads latents only. Set by the `vae-decoder` stage's `audio` option.
+    decoder_audio: int = 0
 
 
 @dataclass

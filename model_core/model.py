@@ -21,7 +21,9 @@ class LPMModel(nn.Module):
     def __init__(self, cfg: LPMConfig, with_base: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.vae = LPMCausalVAE(cfg.vae)
+        self.vae = LPMCausalVAE(
+            cfg.vae, cfg.audio.sample_rate, cfg.audio.sample_rate / cfg.video.fps
+        )
         self.audio_encoder = LPMAudioEncoder(cfg.audio)
         # The 17B preset's umT5-XXL text encoder is a frozen external model: not built here.
         self.text_encoder = LPMTextEncoder(cfg.text) if cfg.text.backend != "umt5" else None

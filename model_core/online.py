@@ -192,8 +192,14 @@ class OnlineStream:
         return predict_x0(xr, v, torch.tensor([t]))
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        return frames_to_uint8(self.decoder.push(latents))
+    def decode(
+        self, latents: torch.Tensor, speak: np.ndarray | torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Latents -> frames; `speak` (this chunk's own voice) reaches a decoder that hears."""
+        pcm = None
+        if speak is not None:
+            pcm = torch.as_tensor(speak, dtype=torch.float32).view(1, -1)
+        return frames_to_uint8(self.decoder.push(latents, audio=pcm))
 
     def push(
         self,
@@ -213,7 +219,7 @@ class OnlineStream:
         latents = self.refine(x0, audio)
         timings["refiner"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        frames = self.decode(latents)
+        frames = self.decode(latents, speak)
         timings["vae"] = time.perf_counter() - tick
         result = ChunkResult(self.index, frames, timings, latents if keep_latents else None)
         self.index += 1

@@ -214,7 +214,9 @@ class LPMPipeline:
             sc.shift,
             progress,
         )
-        video = self.model.vae.decode(torch.cat([enc.global_latent, x0], dim=2))
+        video = self.model.vae.decode(
+            torch.cat([enc.global_latent, x0], dim=2), audio=torch.from_numpy(speak)[None]
+        )
         return frames_to_uint8(video[:, :, 1:])
 
 

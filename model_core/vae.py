@@ -27,6 +27,13 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from model_core.config import VAEConfig, VideoConfig
+from model_core.vae_audio import (
+    LPMAudioInject,
+    LPMDecoderAudio,
+    frame_audio_features,
+    pool_frames,
+    silence_features,
+)
 from model_core.vae_layers import (
     LPMCausalConv,
     LPMChannelNorm,
@@ -139,10 +146,42 @@ class LPMVAEDecoder(nn.Module):
                 self.up.append(LPMSpatialUp(ch[i], ch[i - 1]))
         self.norm_out = LPMChannelNorm(ch[0])
         self.conv_out = LPMCausalConv(ch[0], 3 * p * p, kt[0])
+        self.channels = ch
+        # Frames of full rate per frame at blocks[j] (4, 2, 1 for the tiny VAE).
+        self.groups = [
+            2 ** sum(cfg.temporal_downsample[: len(ch) - 1 - j]) for j in range(len(ch))
+        ]
+        self.audio: LPMDecoderAudio | None = None
+        self.audio_inject: nn.ModuleList | None = None
+        if cfg.decoder_audio > 0:
+            self.enable_audio(cfg.decoder_audio)
 
-    def forward(self, z: Tensor, cache: TemporalCache | None = None) -> Tensor:
+    def enable_audio(self, dim: int) -> None:
+        """Give the decoder the voice (model_core/vae_audio.py): an embedding per frame,
+        added at every level above the lowest (the ones after a temporal upsample, where
+        frames are finer than latents). The residuals start at zero."""
+        ch = self.channels
+        self.audio = LPMDecoderAudio(dim)
+        self.audio_inject = nn.ModuleList(
+            LPMAudioInject(ch[len(ch) - 1 - j], dim) for j in range(1, len(ch))
+        )
+
+    def forward(
+        self, z: Tensor, cache: TemporalCache | None = None, audio: Tensor | None = None
+    ) -> Tensor:
+        """`audio`: per-output-frame features (B, T, FEATURES), for a decoder with the
+        audio path (None: silence, when a caller has no track)."""
+        start = cache is None or len(cache) == 0
+        emb = None
+        if self.audio is not None:
+            if audio is None:
+                t = 1 + self.groups[0] * (z.shape[1] - 1) if start else self.groups[0] * z.shape[1]
+                audio = silence_features(z.shape[0], t, z)
+            emb = self.audio(audio)
         x = self.mid(self.conv_in(z, cache), cache)
         for j, level in enumerate(self.blocks):
+            if emb is not None and j > 0:
+                x = self.audio_inject[j - 1](x, pool_frames(emb, self.groups[j], start))
             for block in level:
                 x = block(x, cache)
             if j < len(self.up):
@@ -172,9 +211,12 @@ class LPMCausalVAE(nn.Module):
     """Causal 3D VAE (Wan2.1 layout) with streaming encode/decode. Video is (B, 3, T, H, W)
     float in [-1, 1] with T = 1+4k; latents are (B, z_dim, 1+k, H/8, W/8), normalised."""
 
-    def __init__(self, cfg: VAEConfig) -> None:
+    def __init__(
+        self, cfg: VAEConfig, sample_rate: int = 16000, samples_per_frame: float = 16000 / 24
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.sample_rate, self.samples_per_frame = sample_rate, samples_per_frame
         self.encoder = LPMVAEEncoder(cfg)
         self.decoder = LPMVAEDecoder(cfg)
         self.register_buffer("latent_mean", torch.zeros(cfg.z_dim))
@@ -210,14 +252,40 @@ class LPMCausalVAE(nn.Module):
             raise ValueError(f"image must be (B, 3, H, W), got {tuple(img.shape)}")
         return self.encode(img.unsqueeze(2))
 
-    def decode(self, z: Tensor, clamp: bool = True, cache: TemporalCache | None = None) -> Tensor:
+    @property
+    def hears(self) -> bool:
+        """Whether the decoder has the audio path (`VAEConfig.decoder_audio`)."""
+        return self.decoder.audio is not None
+
+    def decode(
+        self,
+        z: Tensor,
+        clamp: bool = True,
+        cache: TemporalCache | None = None,
+        audio: Tensor | None = None,
+    ) -> Tensor:
         """Normalised latents (B, z_dim, T', h, w) -> video (B, 3, 1+4(T'-1), 8h, 8w) (when
-        starting a clip; with a warm cache T' latents give 4T' frames), clamped to [-1, 1]."""
+        starting a clip; with a warm cache T' latents give 4T' frames), clamped to [-1, 1].
+
+        `audio`: the character's own voice, PCM (B, S) at `sample_rate` whose last sample
+        ends the last frame (only its last frames' windows are read; earlier frames without
+        PCM hear silence). Used by a decoder with the audio path, ignored by one without;
+        None is silence."""
         if z.dim() != 5 or z.shape[1] != self.cfg.z_dim or z.shape[2] == 0:
             raise ValueError(
                 f"latents must be (B, {self.cfg.z_dim}, T>=1, h, w), got {tuple(z.shape)}"
             )
-        video = self.decoder(self.denormalize(z).transpose(1, 2), cache).transpose(1, 2)
+        feats = None
+        if audio is not None and self.hears:
+            if audio.dim() != 2 or audio.shape[0] != z.shape[0]:
+                raise ValueError(
+                    f"decoder audio must be (B={z.shape[0]}, samples), got {tuple(audio.shape)}"
+                )
+            start = cache is None or len(cache) == 0
+            ft = self.cfg.temporal_factor
+            frames = 1 + ft * (z.shape[2] - 1) if start else ft * z.shape[2]
+            feats = frame_audio_features(audio, frames, self.samples_per_frame, self.sample_rate)
+        video = self.decoder(self.denormalize(z).transpose(1, 2), cache, feats).transpose(1, 2)
         return video.clamp(-1.0, 1.0) if clamp else video
 
     # -- streams --------------------------------------------------------------------------
@@ -241,8 +309,10 @@ class LPMVAEStreamDecoder:
         self.cache = TemporalCache()
         self.latent_frames_seen = 0
 
-    def push(self, z_chunk: Tensor) -> Tensor:
-        frames = self.vae.decode(z_chunk, cache=self.cache)
+    def push(self, z_chunk: Tensor, audio: Tensor | None = None) -> Tensor:
+        """`audio`: the voice for this push's frames, PCM (B, S) ending with its last frame
+        (see `LPMCausalVAE.decode`)."""
+        frames = self.vae.decode(z_chunk, cache=self.cache, audio=audio)
         self.latent_frames_seen += z_chunk.shape[2]
         return frames
 

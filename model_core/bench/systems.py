@@ -62,7 +62,7 @@ class SystemRunner:
         if self.name == "ground_truth":
             return sample.frames
         if self.name == "vae_roundtrip":
-            return vae_roundtrip(self.pipe.model.vae, sample.frames)
+            return vae_roundtrip(self.pipe.model.vae, sample.frames, speak=sample.speak)
         seconds = sample.spec.seconds
         caption = sample.identity.describe()
         if self.name == "base":
@@ -96,10 +96,13 @@ class SystemRunner:
             yield stream.push(s_track[idx], l_track[idx]).frames
 
 
-def vae_roundtrip(vae, frames: np.ndarray, chunk: int = 24) -> np.ndarray:
+def vae_roundtrip(
+    vae, frames: np.ndarray, chunk: int = 24, speak: np.ndarray | None = None
+) -> np.ndarray:
     """uint8 (T, H, W, 3) -> the same frames encoded and decoded as a stream: frame 0 alone,
     then `chunk`-frame pushes through the stream encoder and decoder (the tail is padded by
-    repeating the last frame, and cut off again)."""
+    repeating the last frame, and cut off again). `speak`, the character's voice over the T
+    frames (PCM at the VAE's sample rate), reaches a decoder that hears; silence beyond it."""
     import torch
 
     n = len(frames)
@@ -108,10 +111,19 @@ def vae_roundtrip(vae, frames: np.ndarray, chunk: int = 24) -> np.ndarray:
     video = torch.as_tensor(np.ascontiguousarray(x)).permute(3, 0, 1, 2).float() / 127.5 - 1
     enc, dec = vae.stream_encoder(), vae.stream_decoder()
     bounds = [0, 1, *range(1 + chunk, len(x), chunk), len(x)]
+    pcm = None
+    if speak is not None:
+        need = int(np.ceil(len(x) * vae.samples_per_frame))
+        pcm = torch.zeros(need)
+        s = torch.as_tensor(np.asarray(speak, np.float32)).view(-1)[:need]
+        pcm[: len(s)] = s
     out = []
     with torch.no_grad():
         for a, b in zip(bounds[:-1], bounds[1:]):
             if b > a:
-                out.append(dec.push(enc.push(video[None, :, a:b])))
+                audio = None
+                if pcm is not None:
+                    audio = pcm[: int(round(b * vae.samples_per_frame))][None]
+                out.append(dec.push(enc.push(video[None, :, a:b]), audio=audio))
     y = torch.cat(out, dim=2)[0].permute(1, 2, 3, 0)
     return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()[:n]

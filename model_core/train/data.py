@@ -205,25 +205,50 @@ class FrameBatches:
     """Random (1+4k)-frame windows for the VAE; clips are decoded once and kept in memory."""
 
     def __init__(
-        self, source: ClipSource, frames: int, batch: int, max_windows: int = 64, seed: int = 0
+        self,
+        source: ClipSource,
+        frames: int,
+        batch: int,
+        max_windows: int = 64,
+        seed: int = 0,
+        audio: tuple[int, int] | None = None,
     ):
+        """`audio` = (sample rate, fps): batches are then (video, pcm) pairs, pcm (B, S)
+        the speaking track ending with the crop's last frame, with `audio_lead` samples of
+        what came before (the decoder's audio window reaches back from each frame's end)."""
         seconds = max(1, math.ceil(frames / 24))  # windows long enough for one crop
         wins = source.windows(seconds)
         if not wins:
             raise ValueError(f"no usable {seconds}-second windows in the data for {frames} frames")
         pick = np.random.default_rng(seed).permutation(len(wins))[:max_windows]
-        self.clips = [source.clip(wins[i], seconds).frames for i in sorted(pick)]
+        clips = [source.clip(wins[i], seconds) for i in sorted(pick)]
+        self.clips = [c.frames for c in clips]
+        self.audio = audio
+        self.speak = [c.speak for c in clips] if audio else None
         self.frames, self.batch = frames, batch
         self.generator = torch.Generator().manual_seed(seed)
 
-    def next(self) -> torch.Tensor:
-        out = []
+    audio_lead = 1024
+
+    def _pcm(self, i: int, first: int) -> torch.Tensor:
+        sr, fps = self.audio
+        speak = self.speak[i]
+        end = AUDIO_CONTEXT_SECONDS * sr + round((first + self.frames) * sr / fps)
+        n = math.ceil(self.frames * sr / fps) + self.audio_lead
+        pcm = speak[max(0, end - n) : end]
+        pcm = np.pad(pcm, (n - len(pcm), 0)) if len(pcm) < n else pcm
+        return torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))
+
+    def next(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        out, pcm = [], []
         for _ in range(self.batch):
             i = int(torch.randint(len(self.clips), (1,), generator=self.generator))
             clip = self.clips[i]
             s = int(torch.randint(clip.shape[0] - self.frames + 1, (1,), generator=self.generator))
             out.append(video_tensor(clip[s : s + self.frames]))
-        return torch.stack(out)
+            if self.speak is not None:
+                pcm.append(self._pcm(i, s))
+        return (torch.stack(out), torch.stack(pcm)) if self.speak is not None else torch.stack(out)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

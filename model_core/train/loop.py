@@ -87,12 +87,13 @@ class Trainer:
         self.model = model if model is not None else load_model(tc.init, cfg, tc.seed)
         self.cfg = self.model.cfg
         self.objective = make_objective(tc.stage, self.model, tc.options)
+        self.cfg = self.model.cfg  # an objective may add to the architecture (vae-decoder's audio)
         self.model.requires_grad_(False)
         for m in self.objective.trainable_modules():
             m.requires_grad_(True)
         groups = self.objective.trainable_parameters()
-        for g in groups:
-            g.setdefault("lr", tc.lr)
+        for g in groups:  # a group may carry its own "lr", or an "lr_scale" of the stage's
+            g.setdefault("lr", tc.lr * g.pop("lr_scale", 1.0))
             g["base_lr"] = g["lr"]
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(
@@ -119,10 +120,13 @@ class Trainer:
     # -- data ---------------------------------------------------------------------------------
     def _batches(self, source: ClipSource | None, cache: LatentCache | None):
         tc = self.tc
-        if self.objective.data_kind == "frames":
+        if self.objective.data_kind in ("frames", "frames+audio"):
             source = source or open_clip_source(tc.data, self.cfg, tc.max_recordings)
+            audio = None
+            if self.objective.data_kind == "frames+audio":
+                audio = (self.cfg.audio.sample_rate, self.cfg.video.fps)
             return FrameBatches(
-                source, self.objective.frames_per_clip, tc.batch, tc.max_windows, tc.seed
+                source, self.objective.frames_per_clip, tc.batch, tc.max_windows, tc.seed, audio
             )
         if cache is None:
             cache = self._latent_cache(source)

@@ -10,6 +10,7 @@ latents.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +139,19 @@ class VAEObjective(Objective):
         return {"latent_std_mean": float(vae.latent_std.mean())}
 
 
+def smooth_latents(z: torch.Tensor, window: int) -> torch.Tensor:
+    """Latents (B, C, T, h, w) with frames 1.. replaced by their moving average over `window`
+    latent frames (edges repeated); frame 0 (a clip's first frame, coded alone) is kept."""
+    if window <= 1 or z.shape[2] < 3:
+        return z
+    head, rest = z[:, :, :1], z[:, :, 1:]
+    b, c, t, h, w = rest.shape
+    seq = rest.permute(0, 1, 3, 4, 2).reshape(-1, 1, t)
+    left, right = (window - 1) // 2, window // 2
+    seq = F.avg_pool1d(F.pad(seq, (left, right), mode="replicate"), window, stride=1)
+    return torch.cat([head, seq.reshape(b, c, h, w, t).permute(0, 1, 4, 2, 3)], dim=2)
+
+
 class DecoderObjective(VAEObjective):
     """Last stage, `vae-decoder`: the VAE's decoder fitted to long clips with the encoder frozen.
 
@@ -147,6 +161,15 @@ class DecoderObjective(VAEObjective):
     past the decoder's temporal receptive field) from the frozen encoder's latents. The
     encoder, the latent statistics and so every latent the DiT stages learned stay as they
     were; only the pixels a latent turns into improve.
+
+    Option `audio` (an embedding width, default 0) gives the decoder the character's voice at
+    the frame rate (model_core/vae_audio.py), creating that path when the checkpoint has none;
+    its new layers train at `audio_lr_scale` times the stage's learning rate. With
+    `latent_smooth` (a probability) a clip's latents are first smoothed along time over
+    `smooth_window` latent frames: the mouth's syllable-rate movement is gone from them while
+    the slow head motion stays, so the decoder must take the mouth from the voice. That is the
+    decoder's situation under a generator whose mouth lags or rests, which an exact
+    ground-truth latent never shows it.
     """
 
     name = "vae-decoder"
@@ -154,16 +177,50 @@ class DecoderObjective(VAEObjective):
     def __init__(self, model, options=None):
         super().__init__(model, options)
         self.frames_per_clip = self.option("frames", 49)
+        self.audio_dim = self.option("audio", 0)
+        self.audio_lr_scale = self.option("audio_lr_scale", 5.0)
+        self.p_smooth = self.option("latent_smooth", 0.0)
+        self.smooth_window = self.option("smooth_window", 5)
+        vae = model.vae
+        if self.audio_dim < 0 or not 0 <= self.p_smooth <= 1 or self.smooth_window < 1:
+            raise ValueError(
+                "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1 and smooth_window >= 1"
+            )
+        if self.audio_dim and not vae.hears:
+            # New config objects: the one the model was built from may be shared.
+            vae.cfg = dataclasses.replace(vae.cfg, decoder_audio=self.audio_dim)
+            model.cfg = self.cfg = dataclasses.replace(model.cfg, vae=vae.cfg)
+            vae.decoder.enable_audio(self.audio_dim)
+        if vae.hears:
+            self.data_kind = "frames+audio"
 
     def trainable_modules(self):
         return [self.model.vae.decoder]
 
-    def step(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def trainable_parameters(self) -> list[dict]:
+        dec = self.model.vae.decoder
+        if not self.model.vae.hears:
+            return super().trainable_parameters()
+        audio = [*dec.audio.parameters(), *dec.audio_inject.parameters()]
+        ids = {id(p) for p in audio}
+        rest = [p for p in dec.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": audio, "lr_scale": self.audio_lr_scale}]
+
+    def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         vae = self.model.vae
+        video, pcm = batch if isinstance(batch, tuple | list) else (batch, None)
         video = recolour(video, self.p_recolour)
         with torch.no_grad():
-            mean, _ = vae.encode_posterior(video)
-        recon = vae.decode(vae.normalize(mean), clamp=False)
+            z = vae.normalize(vae.encode_posterior(video)[0])
+            smoothed = 0
+            if self.p_smooth > 0:
+                pick = torch.rand(z.shape[0]) < self.p_smooth
+                if bool(pick.any()):
+                    z = torch.where(
+                        pick.view(-1, 1, 1, 1, 1), smooth_latents(z, self.smooth_window), z
+                    )
+                smoothed = int(pick.sum())
+        recon = vae.decode(z, clamp=False, audio=pcm)
         l1 = weighted_mean((recon - video).abs(), motion_weights(video, self.w_motion))
         grad = gradient_loss(recon, video)
         loss = l1 + self.w_grad * grad
@@ -179,6 +236,7 @@ class DecoderObjective(VAEObjective):
             "grad": grad.item(),
             "psnr": float(psnr),
             "psnr_late": float(psnr_late),
+            "smoothed": float(smoothed),
         }
 
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:

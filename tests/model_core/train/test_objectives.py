@@ -143,3 +143,69 @@ def test_stream_vae_anchor_holds_the_encoder_near_where_it_started(
         assert torch.equal(v, start[k]), k
     with pytest.raises(ValueError, match="anchor must be >= 0"):
         run(tmp_path / "bad", -1.0)
+
+
+def test_decoder_stage_gives_the_decoder_the_voice(tmp_path, micro_cfg, micro_source, fixed_cache):
+    """Option `audio` adds the decoder's audio path to a checkpoint without one: batches carry
+    the speaking track, the new layers train (at their own learning rate), the checkpoint
+    records the path and loads strictly, and the shared config is left as it was."""
+    import torch
+
+    from model_core.checkpoint import read_checkpoint
+    from model_core.model import build_model
+
+    tc = TrainConfig(
+        stage="vae-decoder",
+        out=str(tmp_path),
+        steps=6,
+        lr=3e-3,
+        warmup=1,
+        batch=2,
+        progress=False,
+        options={"frames": 25, "audio": 8, "latent_smooth": 0.5, "audio_lr_scale": 2.0},
+    )
+    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+    assert micro_cfg.vae.decoder_audio == 0  # not mutated
+    assert trainer.cfg.vae.decoder_audio == 8 and trainer.model.vae.hears
+    video, pcm = trainer.batches.next()
+    assert video.shape[2] == 25 and pcm.shape == (2, -(-25 * 16000 // 24) + 1024)
+    lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
+    assert lrs == [3e-3, 6e-3]
+    out_w = trainer.model.vae.decoder.audio_inject[0].out.weight
+    assert float(out_w.detach().abs().sum()) == 0.0
+    result = trainer.run()
+    assert float(out_w.detach().abs().sum()) > 0.0  # the zero-initialised residual learned
+    cfg, state, _ = read_checkpoint(result["final"])
+    assert cfg.vae.decoder_audio == 8
+    model = build_model(cfg)
+    model.load_state_dict(state, strict=True)
+    z = torch.randn(1, cfg.vae.z_dim, 3, 4, 4)
+    with torch.no_grad():
+        quiet = model.vae.decode(z)
+        loud = model.vae.decode(z, audio=torch.randn(1, 9 * 700))
+    assert float((quiet - loud).abs().max()) > 0.0
+
+
+@pytest.mark.parametrize(
+    "options", [{"audio": -1}, {"latent_smooth": 1.5}, {"smooth_window": 0}]
+)
+def test_decoder_stage_refuses_bad_audio_options(micro_cfg, options):
+    from model_core.model import LPMModel
+    from model_core.train.objectives import make_objective
+
+    with pytest.raises(ValueError, match="vae-decoder needs"):
+        make_objective("vae-decoder", LPMModel(micro_cfg), options)
+
+
+def test_smoothed_latents_keep_frame_zero_and_lose_fast_motion():
+    import torch
+
+    from model_core.train.objectives.vae import smooth_latents
+
+    t = torch.arange(13, dtype=torch.float32)
+    z = torch.sin(t * 2.5).view(1, 1, 13, 1, 1).expand(1, 2, 13, 2, 2).clone()
+    s = smooth_latents(z, 5)
+    assert torch.equal(s[:, :, 0], z[:, :, 0])
+    assert float(s[:, :, 1:].std()) < 0.5 * float(z[:, :, 1:].std())
+    flat = torch.ones(1, 2, 9, 2, 2)
+    assert torch.allclose(smooth_latents(flat, 5), flat)
