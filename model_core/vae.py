@@ -148,9 +148,7 @@ class LPMVAEDecoder(nn.Module):
         self.conv_out = LPMCausalConv(ch[0], 3 * p * p, kt[0])
         self.channels = ch
         # Frames of full rate per frame at blocks[j] (4, 2, 1 for the tiny VAE).
-        self.groups = [
-            2 ** sum(cfg.temporal_downsample[: len(ch) - 1 - j]) for j in range(len(ch))
-        ]
+        self.groups = [2 ** sum(cfg.temporal_downsample[: len(ch) - 1 - j]) for j in range(len(ch))]
         self.audio: LPMDecoderAudio | None = None
         self.audio_inject: nn.ModuleList | None = None
         if cfg.decoder_audio > 0:

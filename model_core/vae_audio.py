@@ -43,7 +43,10 @@ def _band_matrix(sample_rate: int, window: int = WINDOW, bands: int = BANDS) -> 
 
     lo, hi = mel(60.0), mel(sample_rate / 2)
     edges = torch.tensor(
-        [700.0 * (10 ** ((lo + (hi - lo) * i / (bands + 1)) / 2595.0) - 1) for i in range(bands + 2)]
+        [
+            700.0 * (10 ** ((lo + (hi - lo) * i / (bands + 1)) / 2595.0) - 1)
+            for i in range(bands + 2)
+        ]
     )
     m = torch.zeros(bins, bands)
     for b in range(bands):
@@ -91,7 +94,9 @@ class LPMDecoderAudio(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(FEATURES, dim), nn.SiLU(), nn.Linear(dim, dim), nn.SiLU())
+        self.net = nn.Sequential(
+            nn.Linear(FEATURES, dim), nn.SiLU(), nn.Linear(dim, dim), nn.SiLU()
+        )
 
     def forward(self, feats: Tensor) -> Tensor:
         return self.net(feats)

@@ -186,9 +186,7 @@ def test_decoder_stage_gives_the_decoder_the_voice(tmp_path, micro_cfg, micro_so
     assert float((quiet - loud).abs().max()) > 0.0
 
 
-@pytest.mark.parametrize(
-    "options", [{"audio": -1}, {"latent_smooth": 1.5}, {"smooth_window": 0}]
-)
+@pytest.mark.parametrize("options", [{"audio": -1}, {"latent_smooth": 1.5}, {"smooth_window": 0}])
 def test_decoder_stage_refuses_bad_audio_options(micro_cfg, options):
     from model_core.model import LPMModel
     from model_core.train.objectives import make_objective
