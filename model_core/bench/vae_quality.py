@@ -15,7 +15,9 @@ can be chosen before hours of Base training are spent in its latent space:
 - the round trip's cost in seconds per second of video.
 
 The footage is streamed as serving streams it: frame 0 alone, then `chunk`-frame pushes
-through the stream encoder and decoder.
+through the stream encoder and decoder. A decoder that hears the character's voice
+(`VAEConfig.decoder_audio`) gets the sample's speaking track, and is run a second time on
+silence ("LABEL (silent)"): the gap between the two rows is what the voice adds.
 """
 
 from __future__ import annotations
@@ -145,16 +147,22 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
     if len(set(labels)) != len(labels):
         raise ValueError(f"a checkpoint is named twice: {', '.join(labels)}")
     vaes = {label: load_vae(c, s.preset, s.seed) for label, c in zip(labels, s.checkpoints)}
+    # A decoder that hears the voice is also run on silence: what the voice adds is the gap.
+    passes = {}
+    for label, vae in vaes.items():
+        passes[label] = (vae, True)
+        if vae.hears:
+            passes[f"{label} (silent)"] = (vae, False)
     specs = scenario_specs(s.samples, s.seconds, s.seed)
     renderer = ScenarioRenderer()
-    per_sample: dict[str, list[dict]] = {"ground_truth": [], **{k: [] for k in vaes}}
-    cost = dict.fromkeys(vaes, 0.0)
+    per_sample: dict[str, list[dict]] = {"ground_truth": [], **{k: [] for k in passes}}
+    cost = dict.fromkeys(passes, 0.0)
     video_s = 0.0
     examples: dict[str, np.ndarray] = {}
     with (
         torch.no_grad(),
         progress_bar(
-            len(specs) * (1 + len(vaes)), "lpm bench vae", unit="pass", progress=s.progress
+            len(specs) * (1 + len(passes)), "lpm bench vae", unit="pass", progress=s.progress
         ) as bar,
     ):
         for spec in specs:
@@ -179,10 +187,12 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
             if keep:
                 examples["ground_truth"] = gt
                 examples["_mouth"] = gt_mouth
-            for label, vae in vaes.items():
+            for label, (vae, hear) in passes.items():
                 bar.set_postfix_str(f"{spec.name} {label}")
                 t = time.perf_counter()
-                frames = vae_roundtrip(vae, gt, chunk=s.chunk, speak=sample.speak)
+                frames = vae_roundtrip(
+                    vae, gt, chunk=s.chunk, speak=sample.speak if hear else None
+                )
                 cost[label] += time.perf_counter() - t
                 m = compare(frames, gt, judges, ref_emb, sample, gt_mouth)
                 per_sample[label].append({"sample": spec.index, "kind": spec.kind, **m})
@@ -195,7 +205,7 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
         "identity": _mean(m["identity"] for m in per_sample["ground_truth"]),
     }
     vae_results = {}
-    for label in vaes:
+    for label in passes:
         summary = summarize(per_sample[label])
         for metric in ("lip_sync", "identity"):
             ref, got = gt_summary[metric], summary[metric]

@@ -114,3 +114,29 @@ def test_cli_rejects_bad_input(argv, message):
     args = _parser().parse_args(["bench", "vae", *argv])
     with pytest.raises(UsageError, match=message):
         args.func(args)
+
+
+@needs_shipped
+def test_a_decoder_that_hears_is_also_run_on_silence(tmp_path):
+    """The gap between a hearing decoder's two rows is what the voice adds."""
+    import dataclasses
+
+    import torch
+
+    from model_core.checkpoint import save_checkpoint
+    from model_core.config import LPMConfig
+    from model_core.model import build_model
+
+    base = LPMConfig.preset("tiny")
+    cfg = dataclasses.replace(base, vae=dataclasses.replace(base.vae, decoder_audio=8))
+    model = build_model(cfg, seed=0, with_base=False)
+    torch.manual_seed(0)
+    for p in model.vae.decoder.audio_inject.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    ckpt = save_checkpoint(model, cfg, tmp_path / "hears", version="test")
+    res = run_vae_bench(
+        VAEBenchSettings(checkpoints=(str(ckpt),), samples=2, seconds=2, progress=False)
+    )
+    heard, silent = res["vaes"][str(ckpt)], res["vaes"][f"{ckpt} (silent)"]
+    assert heard["psnr"] != silent["psnr"]
+    assert f"| {ckpt} (silent) |" in markdown_table(res)
