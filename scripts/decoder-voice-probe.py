@@ -93,13 +93,17 @@ def main() -> None:
                 score(key, np.concatenate([frames, pad]), sample)
         print(spec.name, {k: None if v[-1] is None else round(v[-1], 3) for k, v in rows.items()})
     summary = {
-        k: float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v) else None
+        k: float(np.mean([x for x in v if x is not None]))
+        if any(x is not None for x in v)
+        else None
         for k, v in rows.items()
     }
     print(json.dumps({k: None if v is None else round(v, 3) for k, v in summary.items()}))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"checkpoint": a.checkpoint, "mean": summary, "per_sample": rows}, f, indent=1)
+            json.dump(
+                {"checkpoint": a.checkpoint, "mean": summary, "per_sample": rows}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

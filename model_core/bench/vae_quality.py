@@ -190,9 +190,7 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
             for label, (vae, hear) in passes.items():
                 bar.set_postfix_str(f"{spec.name} {label}")
                 t = time.perf_counter()
-                frames = vae_roundtrip(
-                    vae, gt, chunk=s.chunk, speak=sample.speak if hear else None
-                )
+                frames = vae_roundtrip(vae, gt, chunk=s.chunk, speak=sample.speak if hear else None)
                 cost[label] += time.perf_counter() - t
                 m = compare(frames, gt, judges, ref_emb, sample, gt_mouth)
                 per_sample[label].append({"sample": spec.index, "kind": spec.kind, **m})
