@@ -167,14 +167,13 @@ class LPMVAEDecoder(nn.Module):
     def forward(
         self, z: Tensor, cache: TemporalCache | None = None, audio: Tensor | None = None
     ) -> Tensor:
-        """`audio`: per-output-frame features (B, T, FEATURES), for a decoder with the
-        audio path (None: silence, when a caller has no track)."""
-        start = cache is None or len(cache) == 0
+        """`audio`: per-output-frame features (B, T, FEATURES), required by a decoder with
+        the audio path (`LPMCausalVAE.decode` makes them, silence when it has no track)."""
+        start = _stream_start(cache)
         emb = None
         if self.audio is not None:
             if audio is None:
-                t = 1 + self.groups[0] * (z.shape[1] - 1) if start else self.groups[0] * z.shape[1]
-                audio = silence_features(z.shape[0], t, z)
+                raise ValueError("a decoder with the audio path needs per-frame audio features")
             emb = self.audio(audio)
         x = self.mid(self.conv_in(z, cache), cache)
         for j, level in enumerate(self.blocks):
@@ -190,6 +189,11 @@ class LPMVAEDecoder(nn.Module):
         b, t = x.shape[:2]
         y = F.pixel_shuffle(x.reshape(b * t, *x.shape[2:]), self.patch_size)
         return y.reshape(b, t, *y.shape[1:])
+
+
+def _stream_start(cache: TemporalCache | None) -> bool:
+    """Whether a decode starts a clip or stream (frame 0 alone) rather than continuing one."""
+    return cache is None or len(cache) == 0
 
 
 def _check_video(video: Tensor, cfg: VAEConfig, first: bool) -> None:
@@ -234,7 +238,7 @@ class LPMCausalVAE(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Raw (un-normalised) posterior (mean, logvar), each (B, z_dim, 1+k, h, w), for the
         KL term of VAE training."""
-        _check_video(video, self.cfg, first=cache is None or len(cache) == 0)
+        _check_video(video, self.cfg, first=_stream_start(cache))
         moments = self.encoder(video.transpose(1, 2), cache).transpose(1, 2)
         mean, logvar = moments.chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
@@ -274,15 +278,19 @@ class LPMCausalVAE(nn.Module):
                 f"latents must be (B, {self.cfg.z_dim}, T>=1, h, w), got {tuple(z.shape)}"
             )
         feats = None
-        if audio is not None and self.hears:
-            if audio.dim() != 2 or audio.shape[0] != z.shape[0]:
+        if self.hears:
+            ft = self.cfg.temporal_factor
+            frames = 1 + ft * (z.shape[2] - 1) if _stream_start(cache) else ft * z.shape[2]
+            if audio is None:
+                feats = silence_features(z.shape[0], frames, z)
+            elif audio.dim() != 2 or audio.shape[0] != z.shape[0]:
                 raise ValueError(
                     f"decoder audio must be (B={z.shape[0]}, samples), got {tuple(audio.shape)}"
                 )
-            start = cache is None or len(cache) == 0
-            ft = self.cfg.temporal_factor
-            frames = 1 + ft * (z.shape[2] - 1) if start else ft * z.shape[2]
-            feats = frame_audio_features(audio, frames, self.samples_per_frame, self.sample_rate)
+            else:
+                feats = frame_audio_features(
+                    audio, frames, self.samples_per_frame, self.sample_rate
+                )
         video = self.decoder(self.denormalize(z).transpose(1, 2), cache, feats).transpose(1, 2)
         return video.clamp(-1.0, 1.0) if clamp else video
 

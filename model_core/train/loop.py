@@ -85,7 +85,6 @@ class Trainer:
         self.tc = tc
         cfg = model_config or LPMConfig.preset(tc.preset)
         self.model = model if model is not None else load_model(tc.init, cfg, tc.seed)
-        self.cfg = self.model.cfg
         self.objective = make_objective(tc.stage, self.model, tc.options)
         self.cfg = self.model.cfg  # an objective may add to the architecture (vae-decoder's audio)
         self.model.requires_grad_(False)
