@@ -9,7 +9,7 @@ A shard is a POSIX tar named `shards/<recording>.tar` holding, per clip `KEY`
 | `KEY.audio.npz` | `character`, `partner`: int16 mono 16 kHz, exactly frames * 16000 / 24 samples, aligned to the video |
 | `KEY.refs.npz` | `global` (H, W, 3) uint8; `body` (4, H, W, 3) front/left/right/back; `face` (8, H, W, 3) neutral/smile/laugh/frown/surprise/anger/sad/thinking |
 | `KEY.emb.npy` | float32 (384,), unit-norm all-MiniLM-L6-v2 embedding of the caption |
-| `KEY.json` | metadata: caption, state, emotion, action, view, identity, split, source frames, crop, and per-frame ground truth (`gt`: mouth_open, head_pose, expression, gesture, reaction, state) when the source had it |
+| `KEY.json` | metadata: caption, state, emotion, action, view, identity, split, source frames, crop, and per-frame ground truth (`gt`: mouth_open, head_pose, expression, gesture, reaction, state, and face_box in the clip's pixels or null) when the source had it |
 
 Beside the shards, `index.json` lists every shard with its clip count, bytes and sha256, and
 `manifest/<recording>/` holds each stage's manifest. `ShardDataset` reads a local folder or

@@ -37,6 +37,16 @@ class TrainClip:
     listen: np.ndarray
     caption: str
     identity: str
+    # (T, 4) float32 face box (x0, y0, x1, y1) per frame in the clip's pixels, NaN where the
+    # ground truth has none; None when the source has no ground truth at all.
+    face_boxes: np.ndarray | None = None
+
+
+def face_boxes(gt_boxes: list | None) -> np.ndarray | None:
+    """Per-frame ground-truth face boxes (lists or None) -> (T, 4) float32 with NaN rows."""
+    if not gt_boxes:
+        return None
+    return np.array([b if b is not None else [np.nan] * 4 for b in gt_boxes], np.float32)
 
 
 class ClipSource(Protocol):
@@ -116,12 +126,14 @@ class RecordingClipSource:
         stop = start + seconds * self.fps
         a, b = start * self.sr // self.fps, stop * self.sr // self.fps
         caption = caption_from_ground_truth(rec.gt[start:stop]) if rec.gt else ""
+        boxes = face_boxes([g.get("face_box") for g in rec.gt[start:stop]]) if rec.gt else None
         return TrainClip(
             rec.frames[start:stop],
             _with_context(rec.character, a, b, self.sr),
             _with_context(rec.partner, a, b, self.sr),
             caption,
             rec.identity,
+            boxes,
         )
 
     def references(self, identity: str) -> ReferenceImages:
@@ -169,7 +181,12 @@ class SyntheticClipSource:
         env = self._loudness(ident, ts) * (ts >= 0)
         speak = (0.5 * env * np.sin(2 * math.pi * 220 * ts)).astype(np.float32)
         listen = (0.2 * np.sin(2 * math.pi * 330 * ts) * (ts >= 0)).astype(np.float32)
-        return TrainClip(frames, speak, listen, f"identity {ident} hums", f"id{ident}")
+        h, w = self.cfg.video.height, self.cfg.video.width
+        cx = (0.5 + 0.15 * np.sin(t * 2.0)) * w
+        face = np.stack([cx - 0.2 * w, 0 * cx + 0.25 * h, cx + 0.2 * w, 0 * cx + 0.65 * h], 1)
+        return TrainClip(
+            frames, speak, listen, f"identity {ident} hums", f"id{ident}", face.astype(np.float32)
+        )
 
     def references(self, identity: str) -> ReferenceImages:
         i = int(identity[2:])
@@ -267,10 +284,58 @@ class LatentBatch:
     refs: EncodedReferences  # batched latents (B, z, 1, h, w); the same views for every sample
     identities: list[str] = field(default_factory=list)
     ref_images: list[ReferenceImages] = field(default_factory=list)  # for judges
+    # (B, F, 4) mouth region per latent frame in latent-grid units (x0, y0, x1, y1), NaN where
+    # unknown; None when the data has no face boxes. See `mouth_boxes` and `mouth_weights`.
+    mouth: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
         return self.x0.shape[0]
+
+
+# Where the mouth lies in the performer's face box, as fractions of its width and height
+# (x0, y0, x1, y1): the box spans the head from above the hair to below the chin and the mouth
+# sits about three quarters of the way down. A turned head carries the mouth to the box's
+# side, so the band spans nearly its whole width.
+MOUTH_IN_FACE = (0.04, 0.58, 0.96, 0.92)
+
+
+def mouth_boxes(boxes: np.ndarray, temporal_factor: int, spatial_factor: int) -> np.ndarray:
+    """Per-frame face boxes (T, 4) in pixels, NaN rows where unknown -> the mouth region of
+    each latent frame (T // temporal_factor, 4) in latent-grid units: the union over the
+    latent frame's video frames (NaN when none of them has a box)."""
+    fx0, fy0, fx1, fy1 = boxes.T
+    fw, fh = fx1 - fx0, fy1 - fy0
+    a, b, c, d = MOUTH_IN_FACE
+    m = np.stack([fx0 + a * fw, fy0 + b * fh, fx0 + c * fw, fy0 + d * fh], 1) / spatial_factor
+    m = m[: len(m) // temporal_factor * temporal_factor].reshape(-1, temporal_factor, 4)
+    out = np.full((len(m), 4), np.nan, np.float32)
+    known = ~np.isnan(m).any(axis=2).all(axis=1)
+    if known.any():
+        mk = m[known]
+        with np.errstate(invalid="ignore"):
+            out[known] = np.concatenate(
+                [np.nanmin(mk[:, :, :2], axis=1), np.nanmax(mk[:, :, 2:], axis=1)], 1
+            )
+    return out
+
+
+def mouth_weights(
+    mouth: torch.Tensor | None, shape: tuple[int, int], strength: float
+) -> torch.Tensor | None:
+    """Loss weights (B, 1, F, h, w) = 1 + strength * the share of each latent cell inside the
+    batch's mouth region (`LatentBatch.mouth`): a talking head's mouth is a few latent cells
+    of a mostly still frame, and an unweighted loss never learns what the voice does to it.
+    None when there is no mouth region or `strength` is 0."""
+    if mouth is None or strength <= 0:
+        return None
+    h, w = shape
+    m = torch.nan_to_num(mouth.float(), nan=0.0)  # an unknown region covers nothing
+    ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
+    cover_x = (torch.minimum(xs + 1, m[..., 2:3]) - torch.maximum(xs, m[..., 0:1])).clamp(0, 1)
+    cover_y = (torch.minimum(ys + 1, m[..., 3:4]) - torch.maximum(ys, m[..., 1:2])).clamp(0, 1)
+    cover = cover_y[..., :, None] * cover_x[..., None, :]  # (B, F, h, w)
+    return 1.0 + strength * cover[:, None]
 
 
 @dataclass
@@ -286,6 +351,7 @@ class LatentCache:
     ref_images: dict[str, ReferenceImages]
     seconds: int
     vae_version: str = ""
+    mouth: torch.Tensor | None = None  # (N, F, 4) float32, see `LatentBatch.mouth`
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -310,8 +376,9 @@ class LatentCache:
         if not wins:
             raise ValueError(f"no usable {seconds}-second windows in the data")
         pick = sorted(np.random.default_rng(seed).permutation(len(wins))[:max_windows])
-        lat, spk, lis, caps, ids = [], [], [], [], []
+        lat, spk, lis, caps, ids, mouth = [], [], [], [], [], []
         refs, images = {}, {}
+        tf, sf = cfg.vae.temporal_factor, cfg.vae.spatial_factor
         size = (cfg.video.height, cfg.video.width)
         for n, i in enumerate(pick):
             clip = source.clip(wins[i], seconds)
@@ -327,6 +394,10 @@ class LatentCache:
             lis.append(torch.from_numpy(clip.listen).half())
             caps.append(clip.caption)
             ids.append(clip.identity)
+            boxes = clip.face_boxes
+            if boxes is None:
+                boxes = np.full((len(clip.frames), 4), np.nan, np.float32)
+            mouth.append(torch.from_numpy(mouth_boxes(boxes, tf, sf)))
             if progress:
                 progress(n + 1, len(pick))
         return cls(
@@ -339,6 +410,7 @@ class LatentCache:
             images,
             seconds,
             vae_version,
+            torch.stack(mouth) if any(not m.isnan().all() for m in mouth) else None,
         )
 
     def save(self, path: str | Path) -> None:
@@ -354,6 +426,7 @@ class LatentCache:
                 "identities",
                 "seconds",
                 "vae_version",
+                "mouth",
             )
         }
         blob["refs"] = {k: v.to_bytes() for k, v in self.refs.items()}
@@ -392,6 +465,7 @@ class LatentCache:
             refs,
             ids,
             [self.ref_images[i] for i in ids],
+            None if self.mouth is None else self.mouth[index],
         )
 
 

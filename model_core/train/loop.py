@@ -137,7 +137,9 @@ class Trainer:
         version = module_digest(self.model.vae)
         if path.is_file():
             cache = LatentCache.load(path)
-            if cache.vae_version == version and cache.seconds >= tc.clip_seconds:
+            fits = cache.vae_version == version and cache.seconds >= tc.clip_seconds
+            # A cache from before face boxes were kept is rebuilt for a stage that needs them.
+            if fits and (cache.mouth is not None or not self.objective.needs_mouth):
                 return cache
         source = source or open_clip_source(tc.data, self.cfg, tc.max_recordings)
         cache = LatentCache.build(

@@ -13,7 +13,7 @@ from model_core.config import LPMConfig
 from model_core.data.shards import BODY_VIEWS, FACE_LABELS, ShardDataset, list_shards
 from model_core.data.storage import StoreError, open_store
 from model_core.references import ReferenceImages
-from model_core.train.data import TrainClip, _with_context
+from model_core.train.data import TrainClip, _with_context, face_boxes
 
 
 def is_shard_store(url: str | Path) -> bool:
@@ -46,6 +46,7 @@ class ShardClipSource:
                     "partner": sample["partner"],
                     "caption": meta.get("caption", ""),
                     "identity": ident,
+                    "face_boxes": face_boxes(meta.get("gt", {}).get("face_box")),
                 }
             )
             frames += len(sample["frames"])
@@ -73,6 +74,7 @@ class ShardClipSource:
             _with_context(c["partner"], a, b, self.sr),
             c["caption"],
             c["identity"],
+            None if c["face_boxes"] is None else c["face_boxes"][start:stop],
         )
 
     def references(self, identity: str) -> ReferenceImages:

@@ -22,7 +22,12 @@ import numpy as np
 from model_core.data.curation import evaluate
 from model_core.data.curation.captions import ScriptCaptioner, TextEmbedder, pick_global_frame
 from model_core.data.curation.dialogue import DialogueConfig, recognize_dialogue
-from model_core.data.curation.quality import QualityConfig, crop_frames, filter_quality
+from model_core.data.curation.quality import (
+    QualityConfig,
+    crop_box_coords,
+    crop_frames,
+    filter_quality,
+)
 from model_core.data.curation.shots import ShotConfig, extract_shots
 from model_core.data.curation.source import (
     SAMPLE_RATE,
@@ -182,6 +187,9 @@ def curate_recording(
                     "blink",
                 )
             }
+            meta["gt"]["face_box"] = [
+                crop_box_coords(g2.get("face_box"), c["crop"], opts.size) for g2 in seg
+            ]
         samples.append(
             ClipSample(
                 meta["key"],

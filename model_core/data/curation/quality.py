@@ -190,6 +190,23 @@ def filter_quality(
     }
 
 
+def crop_box_coords(
+    box: list[float] | tuple[float, ...] | None, crop: list[int], size: int
+) -> list[float] | None:
+    """A box (x0, y0, x1, y1) in source pixels -> the same box in the pixels of `crop_frames`'
+    size x size output (None stays None: no face in that frame)."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = crop
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    return [
+        round((box[0] - x0) * sx, 2),
+        round((box[1] - y0) * sy, 2),
+        round((box[2] - x0) * sx, 2),
+        round((box[3] - y0) * sy, 2),
+    ]
+
+
 def crop_frames(frames: np.ndarray, box: list[int], size: int) -> np.ndarray:
     """Crop a (T, H, W, 3) uint8 clip to `box` and resize to size x size (bilinear)."""
     x0, y0, x1, y1 = box

@@ -39,6 +39,27 @@ class Objective:
         self.model = model
         self.cfg = model.cfg
         self.options = dict(options or {})
+        # Latent stages: extra loss weight on the mouth region (`mouth_weights`); the data
+        # must then carry face boxes (curated shards from the performer's ground truth).
+        self.w_mouth = self.option("mouth_weight", 0.0)
+
+    @property
+    def needs_mouth(self) -> bool:
+        return self.w_mouth > 0
+
+    def mouth_weights(self, batch) -> torch.Tensor | None:
+        """(B, 1, F, h, w) weights 1 + mouth_weight inside the batch's mouth region, or None
+        without the option; an error when the option is set and the data has no face boxes."""
+        if not self.needs_mouth:
+            return None
+        if batch.mouth is None:
+            raise ValueError(
+                f"{self.name}: mouth_weight needs face boxes in the data's ground truth "
+                "(curated shards or performer recordings); this data has none"
+            )
+        from model_core.train.data import mouth_weights
+
+        return mouth_weights(batch.mouth, batch.x0.shape[-2:], self.w_mouth)
 
     def option(self, key: str, default: Any) -> Any:
         value = self.options.get(key, default)

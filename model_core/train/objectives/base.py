@@ -19,7 +19,7 @@ import torch
 from model_core.flow import add_noise, sample_training_timesteps
 from model_core.train.objectives import Objective
 from model_core.train.objectives.conditioning import LPMConditioner, random_crop
-from model_core.train.objectives.vae import motion_weights, weighted_mean
+from model_core.train.objectives.vae import combine_weights, motion_weights, weighted_mean
 
 
 class BaseFlowObjective(Objective):
@@ -61,6 +61,6 @@ class BaseFlowObjective(Objective):
         noise = torch.randn_like(x0)
         v = m.base(add_noise(x0, noise, t), t, **self.cond.forward_kwargs(m.base, cond, f))
         err = (v - (noise - x0)).pow(2)[:, :, scored]
-        w = motion_weights(x0, self.w_motion)
+        w = combine_weights(motion_weights(x0, self.w_motion), self.mouth_weights(batch))
         loss = weighted_mean(err, None if w is None else w[:, :, scored])
         return loss, {"fm": loss.item(), "fm_plain": err.mean().item(), "t": float(t[:, -1].mean())}

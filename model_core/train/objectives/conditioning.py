@@ -114,6 +114,7 @@ def crop_chunks(
         batch.refs,
         batch.identities,
         batch.ref_images,
+        None if batch.mouth is None else batch.mouth[:, first * fpc : (first + chunks) * fpc],
     )
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from model_core.flow import add_noise, predict_x0, shift_timesteps
+from model_core.train.data import mouth_weights
 from model_core.train.objectives import Objective
 from model_core.train.objectives.conditioning import (
     ChunkRollout,
@@ -35,6 +36,7 @@ from model_core.train.objectives.conditioning import (
     guided_velocity,
     random_crop,
 )
+from model_core.train.objectives.vae import weighted_mean
 
 
 class DMDObjective(Objective):
@@ -51,6 +53,10 @@ class DMDObjective(Objective):
         self.t_range = (self.option("t_min", 0.02), self.option("t_max", 0.98))
         self.window = self.cfg.online.window_chunks
         self.context_noise = self.option("context_noise", 0.0)
+        # Weight of a regression of the generated mouth region onto the clip's own (0: off):
+        # what the voice does to the mouth, taught from the footage rather than only through
+        # the Base model's score, which carries it faintly.
+        self.mouth_regress = self.option("mouth_regress", 0.0)
         # The critic starts as the Base model (the fake score equals the real one at first).
         self.critic = copy.deepcopy(model.base).requires_grad_(True)
         self.count = 0
@@ -132,10 +138,21 @@ class DMDObjective(Objective):
             with torch.no_grad():
                 kw_fake = self.cond.forward_kwargs(self.critic, cond, f)
             direction, _ = self.dmd_direction(x.detach(), cond, kw_real, ukw_real, kw_fake)
-            gen_loss = 0.5 * F.mse_loss(x, (x - direction).detach())
+            w = self.mouth_weights(batch)
+            gen_loss = 0.5 * weighted_mean((x - (x - direction).detach()).pow(2), w)
             loss = loss + gen_loss
             metrics["dmd"] = gen_loss.item()
             metrics["dmd_grad"] = float(direction.abs().mean())
+            if self.mouth_regress > 0:
+                region = mouth_weights(batch.mouth, x.shape[-2:], 1.0)
+                if region is None:
+                    raise ValueError(f"{self.name}: mouth_regress needs face boxes in the data")
+                region = region - 1.0  # the share of each latent cell inside the mouth region
+                mouth = ((x - batch.x0).pow(2) * region).sum() / (
+                    region.sum() * x.shape[1]
+                ).clamp_min(1.0)
+                loss = loss + self.mouth_regress * mouth
+                metrics["mouth_mse"] = mouth.item()
         # The critic: flow matching on the generator's (detached) samples.
         sample = x.detach()
         t = self._times(sample.shape[0])

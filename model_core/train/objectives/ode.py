@@ -11,7 +11,6 @@ cache (block-causal, as in streaming), the current chunk enters at the recorded 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from model_core.flow import predict_x0
 from model_core.train.objectives import Objective
@@ -22,6 +21,7 @@ from model_core.train.objectives.conditioning import (
     ode_solve,
     random_crop,
 )
+from model_core.train.objectives.vae import weighted_mean
 
 
 class ODEObjective(Objective):
@@ -72,5 +72,7 @@ class ODEObjective(Objective):
         x_t = states[ts[k]][:, :, sl]
         v = rollout.velocity()(x_t, float(ts[k]))
         pred = predict_x0(x_t, v, torch.full((x_t.shape[0],), float(ts[k])))
-        loss = F.mse_loss(pred, x_end[:, :, sl])
-        return loss, {"ode_mse": loss.item(), "chunk": target, "t": float(ts[k])}
+        err = (pred - x_end[:, :, sl]).pow(2)
+        w = self.mouth_weights(batch)
+        loss = weighted_mean(err, None if w is None else w[:, :, sl])
+        return loss, {"ode_mse": err.mean().item(), "chunk": target, "t": float(ts[k])}

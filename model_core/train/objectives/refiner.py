@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from model_core.flow import add_noise, predict_x0
 from model_core.train.objectives import Objective
 from model_core.train.objectives.conditioning import LPMConditioner, random_crop
+from model_core.train.objectives.vae import weighted_mean
 
 
 def init_refiner_from_base(model) -> None:
@@ -57,8 +58,9 @@ class RefinerObjective(Objective):
             xr = (1 - tr) * coarse + tr * torch.randn_like(coarse)
         kw = self.cond.forward_kwargs(m.refiner, cond, fpc)
         pred = predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
-        mse = F.mse_loss(pred, x0)
-        loss = mse + self.l1 * (pred - x0).abs().mean()
+        w = self.mouth_weights(batch)
+        mse = weighted_mean((pred - x0).pow(2), w)
+        loss = mse + self.l1 * weighted_mean((pred - x0).abs(), w)
         with torch.no_grad():
             before = F.mse_loss(coarse, x0)
         return loss, {"mse": mse.item(), "backbone_mse": float(before)}

@@ -34,6 +34,15 @@ def motion_weights(x: torch.Tensor, strength: float, cap: float = 8.0) -> torch.
     return 1.0 + strength * m.clamp(max=cap)
 
 
+def combine_weights(*weights: torch.Tensor | None) -> torch.Tensor | None:
+    """The product of the given loss weights (broadcast), skipping the None ones."""
+    out = None
+    for w in weights:
+        if w is not None:
+            out = w if out is None else out * w
+    return out
+
+
 def weighted_mean(err: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """Mean of `err` under weights `w` (broadcast; normalised so the scale of the loss does
     not depend on how much moves), or the plain mean without weights."""

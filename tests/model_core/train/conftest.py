@@ -70,4 +70,5 @@ def fixed_cache(micro_cache) -> LatentCache:
         c.ref_images,
         c.seconds,
         c.vae_version,
+        c.mouth[:1],
     )

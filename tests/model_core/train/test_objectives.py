@@ -9,11 +9,15 @@ from model_core.train.loop import Trainer
 CASES = {
     "vae": (30, 3e-3, {"frames": 5, "motion_weight": 2.0}),
     "vae-stream": (30, 3e-3, {"frames": 17, "chunk": 8, "motion_weight": 2.0}),
-    "base": (30, 3e-3, {"motion_weight": 1.0}),
-    "ode": (30, 3e-3, {"ode_steps": 2, "context_noise": 0.3}),
-    "dmd-off": (20, 1e-3, {"generator_every": 1, "context_noise": 0.3}),
+    "base": (30, 3e-3, {"motion_weight": 1.0, "mouth_weight": 4.0}),
+    "ode": (30, 3e-3, {"ode_steps": 2, "context_noise": 0.3, "mouth_weight": 4.0}),
+    "dmd-off": (
+        20,
+        1e-3,
+        {"generator_every": 1, "context_noise": 0.3, "mouth_weight": 4.0, "mouth_regress": 1.0},
+    ),
     "dmd-on": (20, 1e-3, {"generator_every": 1, "chunks": 2}),
-    "refiner": (30, 3e-3, {}),
+    "refiner": (30, 3e-3, {"mouth_weight": 4.0}),
     "vae-decoder": (30, 3e-3, {"frames": 25}),
 }
 # dpo learns from preference pairs: tests/model_core/train/test_dpo.py
