@@ -183,7 +183,8 @@ class SyntheticClipSource:
         listen = (0.2 * np.sin(2 * math.pi * 330 * ts) * (ts >= 0)).astype(np.float32)
         h, w = self.cfg.video.height, self.cfg.video.width
         cx = (0.5 + 0.15 * np.sin(t * 2.0)) * w
-        face = np.stack([cx - 0.2 * w, 0 * cx + 0.25 * h, cx + 0.2 * w, 0 * cx + 0.65 * h], 1)
+        top, bottom = np.full_like(cx, 0.25 * h), np.full_like(cx, 0.65 * h)
+        face = np.stack([cx - 0.2 * w, top, cx + 0.2 * w, bottom], 1)  # the blob is the face
         return TrainClip(
             frames, speak, listen, f"identity {ident} hums", f"id{ident}", face.astype(np.float32)
         )
