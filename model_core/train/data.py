@@ -219,6 +219,15 @@ def video_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
 
 
+@dataclass
+class FrameBatch:
+    """Pixel clips with what a stage asked for beside them (see `FrameBatches`)."""
+
+    video: torch.Tensor  # (B, 3, T, H, W) in [-1, 1]
+    pcm: torch.Tensor | None = None  # (B, S) the speaking track
+    mouth: torch.Tensor | None = None  # (B, T, 4) mouth region per frame, pixels
+
+
 class FrameBatches:
     """Random (1+4k)-frame windows for the VAE; clips are decoded once and kept in memory."""
 
@@ -230,10 +239,13 @@ class FrameBatches:
         max_windows: int = 64,
         seed: int = 0,
         audio: tuple[int, int] | None = None,
+        mouth: bool = False,
     ):
-        """`audio` = (sample rate, fps): batches are then (video, pcm) pairs, pcm (B, S)
-        the speaking track ending with the crop's last frame, with `audio_lead` samples of
-        what came before (the decoder's audio window reaches back from each frame's end)."""
+        """Batches are video tensors (B, 3, T, H, W), or `FrameBatch`es when `audio` or `mouth`
+        is asked for. `audio` = (sample rate, fps) adds `pcm` (B, S): the speaking track
+        ending with the crop's last frame, with `audio_lead` samples of what came before (the
+        decoder's audio window reaches back from each frame's end). `mouth` adds each frame's
+        mouth region in pixels (B, T, 4), from the clips' face boxes (an error without them)."""
         seconds = max(1, math.ceil(frames / 24))  # windows long enough for one crop
         wins = source.windows(seconds)
         if not wins:
@@ -243,6 +255,11 @@ class FrameBatches:
         self.clips = [c.frames for c in clips]
         self.audio = audio
         self.speak = [c.speak for c in clips] if audio else None
+        self.mouth = None
+        if mouth:
+            if any(c.face_boxes is None for c in clips):
+                raise ValueError("mouth regions need face boxes in the data's ground truth")
+            self.mouth = [torch.from_numpy(mouth_boxes(c.face_boxes, 1, 1)) for c in clips]
         self.frames, self.batch = frames, batch
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -257,8 +274,8 @@ class FrameBatches:
         pcm = np.pad(pcm, (n - len(pcm), 0)) if len(pcm) < n else pcm
         return torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))
 
-    def next(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        out, pcm = [], []
+    def next(self) -> torch.Tensor | FrameBatch:
+        out, pcm, mouth = [], [], []
         for _ in range(self.batch):
             i = int(torch.randint(len(self.clips), (1,), generator=self.generator))
             clip = self.clips[i]
@@ -266,7 +283,15 @@ class FrameBatches:
             out.append(video_tensor(clip[s : s + self.frames]))
             if self.speak is not None:
                 pcm.append(self._pcm(i, s))
-        return (torch.stack(out), torch.stack(pcm)) if self.speak is not None else torch.stack(out)
+            if self.mouth is not None:
+                mouth.append(self.mouth[i][s : s + self.frames])
+        if self.speak is None and self.mouth is None:
+            return torch.stack(out)
+        return FrameBatch(
+            torch.stack(out),
+            torch.stack(pcm) if pcm else None,
+            torch.stack(mouth) if mouth else None,
+        )
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -125,7 +125,13 @@ class Trainer:
             if self.objective.data_kind == "frames+audio":
                 audio = (self.cfg.audio.sample_rate, self.cfg.video.fps)
             return FrameBatches(
-                source, self.objective.frames_per_clip, tc.batch, tc.max_windows, tc.seed, audio
+                source,
+                self.objective.frames_per_clip,
+                tc.batch,
+                tc.max_windows,
+                tc.seed,
+                audio,
+                mouth=self.objective.needs_mouth,
             )
         if cache is None:
             cache = self._latent_cache(source)

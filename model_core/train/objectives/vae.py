@@ -15,6 +15,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from model_core.train.data import FrameBatch, mouth_weights
 from model_core.train.objectives import Objective
 
 
@@ -217,8 +218,13 @@ class DecoderObjective(VAEObjective):
 
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         vae = self.model.vae
-        video, pcm = batch if isinstance(batch, tuple | list) else (batch, None)
-        video = recolour(video, self.p_recolour)
+        fb = batch if isinstance(batch, FrameBatch) else FrameBatch(batch)
+        video, pcm = recolour(fb.video, self.p_recolour), fb.pcm
+        mouth = None
+        if self.needs_mouth:
+            if fb.mouth is None:
+                raise ValueError(f"{self.name}: mouth_weight needs face boxes in the data")
+            mouth = mouth_weights(fb.mouth, video.shape[-2:], self.w_mouth)
         with torch.no_grad():
             z = vae.normalize(vae.encode_posterior(video)[0])
             smoothed = 0
@@ -230,7 +236,8 @@ class DecoderObjective(VAEObjective):
                     )
                 smoothed = int(pick.sum())
         recon = vae.decode(z, clamp=False, audio=pcm)
-        l1 = weighted_mean((recon - video).abs(), motion_weights(video, self.w_motion))
+        weights = combine_weights(motion_weights(video, self.w_motion), mouth)
+        l1 = weighted_mean((recon - video).abs(), weights)
         grad = gradient_loss(recon, video)
         loss = l1 + self.w_grad * grad
         with torch.no_grad():
@@ -240,13 +247,18 @@ class DecoderObjective(VAEObjective):
             half = video.shape[2] // 2
             late = F.mse_loss(recon[:, :, half:].clamp(-1, 1), video[:, :, half:])
             psnr_late = 10 * torch.log10(4.0 / late.clamp_min(1e-10))
-        return loss, {
-            "l1": l1.item(),
-            "grad": grad.item(),
-            "psnr": float(psnr),
-            "psnr_late": float(psnr_late),
-            "smoothed": float(smoothed),
-        }
+            metrics = {
+                "l1": l1.item(),
+                "grad": grad.item(),
+                "psnr": float(psnr),
+                "psnr_late": float(psnr_late),
+                "smoothed": float(smoothed),
+            }
+            if mouth is not None:  # the L1 inside the mouth region alone
+                region = mouth - 1.0
+                err = (recon - video).abs().mean(dim=1, keepdim=True)
+                metrics["mouth_l1"] = float((err * region).sum() / region.sum().clamp_min(1e-6))
+        return loss, metrics
 
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:
         return {}  # the latent statistics belong to the frozen encoder

@@ -18,7 +18,7 @@ CASES = {
     ),
     "dmd-on": (20, 1e-3, {"generator_every": 1, "chunks": 2}),
     "refiner": (30, 3e-3, {"mouth_weight": 4.0}),
-    "vae-decoder": (30, 3e-3, {"frames": 25}),
+    "vae-decoder": (30, 3e-3, {"frames": 25, "mouth_weight": 6.0}),
 }
 # dpo learns from preference pairs: tests/model_core/train/test_dpo.py
 
@@ -171,8 +171,9 @@ def test_decoder_stage_gives_the_decoder_the_voice(tmp_path, micro_cfg, micro_so
     trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
     assert micro_cfg.vae.decoder_audio == 0  # not mutated
     assert trainer.cfg.vae.decoder_audio == 8 and trainer.model.vae.hears
-    video, pcm = trainer.batches.next()
-    assert video.shape[2] == 25 and pcm.shape == (2, -(-25 * 16000 // 24) + 1024)
+    batch = trainer.batches.next()
+    assert batch.video.shape[2] == 25 and batch.pcm.shape == (2, -(-25 * 16000 // 24) + 1024)
+    assert batch.mouth is None  # not asked for
     lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
     assert lrs == [3e-3, 6e-3]
     out_w = trainer.model.vae.decoder.audio_inject[0].out.weight

@@ -7,7 +7,13 @@ import torch
 
 from model_core.data.curation.quality import crop_box_coords
 from model_core.model import build_model
-from model_core.train.data import MOUTH_IN_FACE, LatentCache, mouth_boxes, mouth_weights
+from model_core.train.data import (
+    MOUTH_IN_FACE,
+    FrameBatches,
+    LatentCache,
+    mouth_boxes,
+    mouth_weights,
+)
 from model_core.train.objectives import make_objective
 from model_core.train.objectives.conditioning import ChunkRollout, LPMConditioner, crop_chunks
 from model_core.train.objectives.vae import motion_weights, recolour, weighted_mean
@@ -178,3 +184,30 @@ def test_mouth_weight_makes_the_base_loss_count_the_mouth_more(micro_cfg, micro_
     gain_plain = loss_with_error(inside, 0.0) - loss_with_error(elsewhere, 0.0)
     gain_weighted = loss_with_error(inside, 5.0) - loss_with_error(elsewhere, 5.0)
     assert gain_weighted > 1.5 * gain_plain > 0
+
+
+def test_pixel_clips_carry_each_frame_s_mouth_region(micro_cfg, micro_source):
+    batches = FrameBatches(micro_source, frames=9, batch=2, mouth=True)
+    fb = batches.next()
+    assert fb.video.shape == (2, 3, 9, 32, 32) and fb.pcm is None
+    assert fb.mouth.shape == (2, 9, 4) and not fb.mouth.isnan().any()
+    w = mouth_weights(fb.mouth, (32, 32), 3.0)
+    assert w.shape == (2, 1, 9, 32, 32) and w.max() == 4.0 and w.min() == 1.0
+    # The region is each frame's own: the synthetic face sways, so the regions differ.
+    assert not torch.equal(fb.mouth[0, 0], fb.mouth[0, 8])
+
+    class NoFaces:
+        def __init__(self, src):
+            self.src = src
+
+        def windows(self, seconds):
+            return self.src.windows(seconds)
+
+        def clip(self, window, seconds):
+            c = self.src.clip(window, seconds)
+            c.face_boxes = None
+            return c
+
+    with pytest.raises(ValueError, match="face boxes"):
+        FrameBatches(NoFaces(micro_source), frames=9, batch=2, mouth=True)
+    assert isinstance(FrameBatches(micro_source, frames=9, batch=2).next(), torch.Tensor)
