@@ -162,9 +162,12 @@ class LPMAudioCrossAttention(nn.Module):
     each audio frame sits relative to the video frame it is drawing.
     """
 
-    def __init__(self, dim: int, audio_dim: int, num_heads: int, eps: float = 1e-6):
+    def __init__(
+        self, dim: int, audio_dim: int, num_heads: int, eps: float = 1e-6, normalize: bool = False
+    ):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.normalize, self.eps = normalize, eps  # `DiTConfig.audio_norm`
         self.q, self.o = nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.k, self.v = nn.Linear(audio_dim, dim), nn.Linear(audio_dim, dim)
         self.norm_q, self.norm_k = LPMRMSNorm(dim, eps), LPMRMSNorm(dim, eps)
@@ -178,6 +181,8 @@ class LPMAudioCrossAttention(nn.Module):
         k_rope: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
         b, n, _ = x.shape
+        if self.normalize:
+            audio = F.layer_norm(audio, audio.shape[-1:], eps=self.eps)
         q = self.norm_q(self.q(x)).view(b, n, self.num_heads, self.head_dim)
         k = self.norm_k(self.k(audio)).view(b, audio.shape[1], self.num_heads, self.head_dim)
         v = self.v(audio).view(b, audio.shape[1], self.num_heads, self.head_dim)

@@ -85,6 +85,12 @@ class DiTConfig:
     # listening audio in odd layers with a wide window (both in video frames).
     speak_window: tuple[int, int] = (2, 0)  # frames before / after the latent frame's span
     listen_window: tuple[int, int] = (48, 0)
+    # Layer-normalise each audio frame's features before the audio cross-attention reads them
+    # (no weights). Without it, training can mute the voice by shrinking the audio encoder's
+    # output: the shipped tiny model's fell to an eighth of its initial size. Off by default
+    # so checkpoints trained without it behave as they did; the `base` stage's `audio_norm`
+    # option turns it on.
+    audio_norm: bool = False
 
 
 @dataclass

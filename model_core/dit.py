@@ -90,7 +90,9 @@ class LPMTransformerBlock(nn.Module):
             dim, cfg.num_heads, cfg.qk_norm, cfg.eps, image_context=cfg.image_context_dim > 0
         )
         self.norm_audio = LPMLayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
-        self.audio_attn = LPMAudioCrossAttention(dim, audio_dim, cfg.num_heads, cfg.eps)
+        self.audio_attn = LPMAudioCrossAttention(
+            dim, audio_dim, cfg.num_heads, cfg.eps, normalize=cfg.audio_norm
+        )
         self.norm2 = LPMLayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(
             nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim)

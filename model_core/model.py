@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -36,6 +38,19 @@ class LPMModel(nn.Module):
         self.base = LPMTransformer(cfg.dit, **kw) if with_base else None
         self.backbone = LPMTransformer(cfg.dit, **kw)
         self.refiner = LPMTransformer(cfg.dit, num_layers=cfg.online.refiner_layers, **kw)
+
+    def set_audio_norm(self, on: bool = True) -> None:
+        """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
+        new config objects (the one the model was built from may be shared). No weights
+        change: a checkpoint trained either way loads into either."""
+        dit = dataclasses.replace(self.cfg.dit, audio_norm=on)
+        self.cfg = dataclasses.replace(self.cfg, dit=dit)
+        for net in (self.base, self.backbone, self.refiner):
+            if net is None:
+                continue
+            net.cfg = dataclasses.replace(net.cfg, audio_norm=on)
+            for block in net.blocks:
+                block.audio_attn.normalize = on
 
     def init_online_from_base(self) -> None:
         """Distillation starts the Backbone from the Base weights."""

@@ -178,3 +178,38 @@ def test_patchify_roundtrip():
     # unpatchify inverts the token layout of a (1,2,2) patch head output
     tokens = torch.from_numpy(np.arange(2 * 72 * 64, dtype=np.float32)).view(2, 72, 64)
     assert net.unpatchify(tokens, grid).shape == (2, 16, 3, 8, 12)
+
+
+def test_audio_norm_reads_the_features_shape_not_their_size():
+    """With `audio_norm`, scaling the audio features (as a training run that shrinks its
+    encoder's output does) leaves the audio cross-attention unchanged; without it, it does not."""
+    from model_core.attention import LPMAudioCrossAttention
+    from model_core.rope import rope_1d_tables
+
+    torch.manual_seed(0)
+    x, audio = torch.randn(1, 6, 32), torch.randn(1, 5, 16)
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    ropes = (
+        rope_1d_tables(torch.zeros(6, dtype=torch.long), 16),
+        rope_1d_tables(torch.arange(5), 16),
+    )
+    for normalize, same in ((True, True), (False, False)):
+        att = LPMAudioCrossAttention(32, 16, 2, normalize=normalize)
+        full, small = att(x, audio, mask, *ropes), att(x, 0.1 * audio, mask, *ropes)
+        assert torch.allclose(full, small, atol=1e-4) == same
+
+
+def test_set_audio_norm_turns_it_on_everywhere_without_touching_a_shared_config():
+    from model_core.model import LPMModel
+    from tests.model_core.train.conftest import micro_config
+
+    cfg = micro_config()
+    model = LPMModel(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.set_audio_norm(True)
+    assert cfg.dit.audio_norm is False  # the shared config is as it was
+    assert model.cfg.dit.audio_norm is True
+    for net in (model.base, model.backbone, model.refiner):
+        assert net.cfg.audio_norm and all(b.audio_attn.normalize for b in net.blocks)
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)

@@ -36,6 +36,9 @@ class BaseFlowObjective(Objective):
         self.p_prefix = self.option("clean_prefix", 0.25)
         self.shift = self.option("timestep_shift", 1.0)
         self.w_motion = self.option("motion_weight", 0.0)
+        if self.option("audio_norm", 0):  # see DiTConfig.audio_norm
+            model.set_audio_norm(True)
+            self.cfg = model.cfg
 
     def trainable_modules(self):
         return [self.model.base, self.model.audio_encoder, self.model.text_encoder]

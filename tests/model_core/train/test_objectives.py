@@ -212,3 +212,29 @@ def test_smoothed_latents_keep_frame_zero_and_lose_fast_motion():
     assert float(s[:, :, 1:].std()) < 0.5 * float(z[:, :, 1:].std())
     flat = torch.ones(1, 2, 9, 2, 2)
     assert torch.allclose(smooth_latents(flat, 5), flat)
+
+
+def test_base_stage_audio_norm_is_recorded_in_its_checkpoint(
+    tmp_path, micro_cfg, micro_source, fixed_cache
+):
+    from model_core.checkpoint import read_checkpoint
+    from model_core.model import build_model
+
+    tc = TrainConfig(
+        stage="base",
+        out=str(tmp_path),
+        steps=2,
+        lr=1e-3,
+        warmup=1,
+        batch=1,
+        progress=False,
+        options={"audio_norm": 1},
+    )
+    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+    assert micro_cfg.dit.audio_norm is False and trainer.cfg.dit.audio_norm is True
+    result = trainer.run()
+    cfg, state, _ = read_checkpoint(result["final"])
+    assert cfg.dit.audio_norm is True
+    model = build_model(cfg)
+    model.load_state_dict(state, strict=True)
+    assert model.base.blocks[0].audio_attn.normalize
