@@ -346,22 +346,27 @@ def mouth_boxes(boxes: np.ndarray, temporal_factor: int, spatial_factor: int) ->
     return out
 
 
-def mouth_weights(
-    mouth: torch.Tensor | None, shape: tuple[int, int], strength: float
-) -> torch.Tensor | None:
-    """Loss weights (B, 1, F, h, w) = 1 + strength * the share of each latent cell inside the
-    batch's mouth region (`LatentBatch.mouth`): a talking head's mouth is a few latent cells
-    of a mostly still frame, and an unweighted loss never learns what the voice does to it.
-    None when there is no mouth region or `strength` is 0."""
-    if mouth is None or strength <= 0:
-        return None
+def mouth_cover(mouth: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(B, F, 4) mouth regions (`LatentBatch.mouth`; pixels for `FrameBatch.mouth`) -> the
+    share of each cell of an (h, w) grid inside its frame's region, (B, 1, F, h, w) in [0, 1];
+    an unknown (NaN) region covers nothing."""
     h, w = shape
-    m = torch.nan_to_num(mouth.float(), nan=0.0)  # an unknown region covers nothing
+    m = torch.nan_to_num(mouth.float(), nan=0.0)
     ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
     cover_x = (torch.minimum(xs + 1, m[..., 2:3]) - torch.maximum(xs, m[..., 0:1])).clamp(0, 1)
     cover_y = (torch.minimum(ys + 1, m[..., 3:4]) - torch.maximum(ys, m[..., 1:2])).clamp(0, 1)
-    cover = cover_y[..., :, None] * cover_x[..., None, :]  # (B, F, h, w)
-    return 1.0 + strength * cover[:, None]
+    return (cover_y[..., :, None] * cover_x[..., None, :])[:, None]
+
+
+def mouth_weights(
+    mouth: torch.Tensor | None, shape: tuple[int, int], strength: float
+) -> torch.Tensor | None:
+    """Loss weights (B, 1, F, h, w) = 1 + strength * `mouth_cover`: a talking head's mouth
+    is a few cells of a mostly still frame, and an unweighted loss never learns what the voice
+    does to it. None when there is no mouth region or `strength` is 0."""
+    if mouth is None or strength <= 0:
+        return None
+    return 1.0 + strength * mouth_cover(mouth, shape)
 
 
 @dataclass

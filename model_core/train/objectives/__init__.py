@@ -39,27 +39,32 @@ class Objective:
         self.model = model
         self.cfg = model.cfg
         self.options = dict(options or {})
-        # Latent stages: extra loss weight on the mouth region (`mouth_weights`); the data
-        # must then carry face boxes (curated shards from the performer's ground truth).
+        # Extra loss weight on the mouth region (`mouth_weights`); the data must then carry
+        # face boxes (curated shards or recordings with the performer's ground truth).
         self.w_mouth = self.option("mouth_weight", 0.0)
 
     @property
     def needs_mouth(self) -> bool:
+        """Whether batches must carry mouth regions (the loop builds them so)."""
         return self.w_mouth > 0
 
-    def mouth_weights(self, batch) -> torch.Tensor | None:
-        """(B, 1, F, h, w) weights 1 + mouth_weight inside the batch's mouth region, or None
-        without the option; an error when the option is set and the data has no face boxes."""
-        if not self.needs_mouth:
-            return None
-        if batch.mouth is None:
+    def mouth_region(self, mouth: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+        """`mouth_cover` of a batch's mouth regions on an (h, w) grid; an error naming the
+        stage when the data has none."""
+        if mouth is None:
             raise ValueError(
-                f"{self.name}: mouth_weight needs face boxes in the data's ground truth "
+                f"{self.name}: the mouth options need face boxes in the data's ground truth "
                 "(curated shards or performer recordings); this data has none"
             )
-        from model_core.train.data import mouth_weights
+        from model_core.train.data import mouth_cover
 
-        return mouth_weights(batch.mouth, batch.x0.shape[-2:], self.w_mouth)
+        return mouth_cover(mouth, shape)
+
+    def mouth_weights(self, mouth: torch.Tensor | None, shape: tuple[int, int]):
+        """Loss weights 1 + mouth_weight x `mouth_region`, or None without the option."""
+        if not self.needs_mouth:
+            return None
+        return 1.0 + self.w_mouth * self.mouth_region(mouth, shape)
 
     def option(self, key: str, default: Any) -> Any:
         value = self.options.get(key, default)

@@ -64,6 +64,7 @@ class BaseFlowObjective(Objective):
         noise = torch.randn_like(x0)
         v = m.base(add_noise(x0, noise, t), t, **self.cond.forward_kwargs(m.base, cond, f))
         err = (v - (noise - x0)).pow(2)[:, :, scored]
-        w = combine_weights(motion_weights(x0, self.w_motion), self.mouth_weights(batch))
+        mouth = self.mouth_weights(batch.mouth, x0.shape[-2:])
+        w = combine_weights(motion_weights(x0, self.w_motion), mouth)
         loss = weighted_mean(err, None if w is None else w[:, :, scored])
         return loss, {"fm": loss.item(), "fm_plain": err.mean().item(), "t": float(t[:, -1].mean())}

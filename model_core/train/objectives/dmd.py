@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from model_core.flow import add_noise, predict_x0, shift_timesteps
-from model_core.train.data import mouth_weights
 from model_core.train.objectives import Objective
 from model_core.train.objectives.conditioning import (
     ChunkRollout,
@@ -60,6 +59,10 @@ class DMDObjective(Objective):
         # The critic starts as the Base model (the fake score equals the real one at first).
         self.critic = copy.deepcopy(model.base).requires_grad_(True)
         self.count = 0
+
+    @property
+    def needs_mouth(self) -> bool:
+        return self.w_mouth > 0 or self.mouth_regress > 0
 
     def trainable_modules(self):
         return [self.model.backbone, self.critic]
@@ -138,19 +141,14 @@ class DMDObjective(Objective):
             with torch.no_grad():
                 kw_fake = self.cond.forward_kwargs(self.critic, cond, f)
             direction, _ = self.dmd_direction(x.detach(), cond, kw_real, ukw_real, kw_fake)
-            w = self.mouth_weights(batch)
+            w = self.mouth_weights(batch.mouth, x.shape[-2:])
             gen_loss = 0.5 * weighted_mean((x - (x - direction).detach()).pow(2), w)
             loss = loss + gen_loss
             metrics["dmd"] = gen_loss.item()
             metrics["dmd_grad"] = float(direction.abs().mean())
             if self.mouth_regress > 0:
-                region = mouth_weights(batch.mouth, x.shape[-2:], 1.0)
-                if region is None:
-                    raise ValueError(f"{self.name}: mouth_regress needs face boxes in the data")
-                region = region - 1.0  # the share of each latent cell inside the mouth region
-                mouth = ((x - batch.x0).pow(2) * region).sum() / (
-                    region.sum() * x.shape[1]
-                ).clamp_min(1.0)
+                region = self.mouth_region(batch.mouth, x.shape[-2:])
+                mouth = weighted_mean((x - batch.x0).pow(2), region)
                 loss = loss + self.mouth_regress * mouth
                 metrics["mouth_mse"] = mouth.item()
         # The critic: flow matching on the generator's (detached) samples.

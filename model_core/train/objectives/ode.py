@@ -73,6 +73,6 @@ class ODEObjective(Objective):
         v = rollout.velocity()(x_t, float(ts[k]))
         pred = predict_x0(x_t, v, torch.full((x_t.shape[0],), float(ts[k])))
         err = (pred - x_end[:, :, sl]).pow(2)
-        w = self.mouth_weights(batch)
+        w = self.mouth_weights(batch.mouth, x_t.shape[-2:])
         loss = weighted_mean(err, None if w is None else w[:, :, sl])
         return loss, {"ode_mse": err.mean().item(), "chunk": target, "t": float(ts[k])}

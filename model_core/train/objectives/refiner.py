@@ -58,7 +58,7 @@ class RefinerObjective(Objective):
             xr = (1 - tr) * coarse + tr * torch.randn_like(coarse)
         kw = self.cond.forward_kwargs(m.refiner, cond, fpc)
         pred = predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
-        w = self.mouth_weights(batch)
+        w = self.mouth_weights(batch.mouth, x0.shape[-2:])
         mse = weighted_mean((pred - x0).pow(2), w)
         loss = mse + self.l1 * weighted_mean((pred - x0).abs(), w)
         with torch.no_grad():

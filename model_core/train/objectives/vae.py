@@ -15,7 +15,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from model_core.train.data import FrameBatch, mouth_weights
+from model_core.train.data import FrameBatch
 from model_core.train.objectives import Objective
 
 
@@ -50,7 +50,7 @@ def weighted_mean(err: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     if w is None:
         return err.mean()
     w = w.expand_as(err)
-    return (err * w).sum() / w.sum()
+    return (err * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def recolour(video: torch.Tensor, p: float) -> torch.Tensor:
@@ -220,11 +220,7 @@ class DecoderObjective(VAEObjective):
         vae = self.model.vae
         fb = batch if isinstance(batch, FrameBatch) else FrameBatch(batch)
         video, pcm = recolour(fb.video, self.p_recolour), fb.pcm
-        mouth = None
-        if self.needs_mouth:
-            if fb.mouth is None:
-                raise ValueError(f"{self.name}: mouth_weight needs face boxes in the data")
-            mouth = mouth_weights(fb.mouth, video.shape[-2:], self.w_mouth)
+        mouth = self.mouth_weights(fb.mouth, video.shape[-2:])
         with torch.no_grad():
             z = vae.normalize(vae.encode_posterior(video)[0])
             smoothed = 0
@@ -255,9 +251,7 @@ class DecoderObjective(VAEObjective):
                 "smoothed": float(smoothed),
             }
             if mouth is not None:  # the L1 inside the mouth region alone
-                region = mouth - 1.0
-                err = (recon - video).abs().mean(dim=1, keepdim=True)
-                metrics["mouth_l1"] = float((err * region).sum() / region.sum().clamp_min(1e-6))
+                metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), mouth - 1.0))
         return loss, metrics
 
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:

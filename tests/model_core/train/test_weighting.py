@@ -12,6 +12,7 @@ from model_core.train.data import (
     FrameBatches,
     LatentCache,
     mouth_boxes,
+    mouth_cover,
     mouth_weights,
 )
 from model_core.train.objectives import make_objective
@@ -151,9 +152,11 @@ def test_mouth_weight_without_face_boxes_is_refused(micro_cfg, micro_cache):
     batch = micro_cache.batch([0])
     batch.mouth = None
     obj = make_objective("base", model, {"mouth_weight": 3.0})
-    with pytest.raises(ValueError, match="mouth_weight needs face boxes"):
+    with pytest.raises(ValueError, match="base: the mouth options need face boxes"):
         obj.step(batch)
-    assert make_objective("base", model, {}).mouth_weights(batch) is None
+    assert make_objective("base", model, {}).mouth_weights(None, (4, 4)) is None
+    dmd = make_objective("dmd-off", model, {"mouth_regress": 1.0})
+    assert dmd.needs_mouth  # the loop then builds batches with mouth regions
 
 
 def test_mouth_weight_makes_the_base_loss_count_the_mouth_more(micro_cfg, micro_cache):
@@ -161,7 +164,7 @@ def test_mouth_weight_makes_the_base_loss_count_the_mouth_more(micro_cfg, micro_
     the loss more than the same error elsewhere."""
     model = build_model(micro_cfg, seed=0)
     batch = micro_cache.batch([0])
-    region = mouth_weights(batch.mouth, batch.x0.shape[-2:], 1.0)[0, 0] - 1.0
+    region = mouth_cover(batch.mouth, batch.x0.shape[-2:])[0, 0]
     inside = region > 0
     outside = region == 0
     assert inside.any() and outside.any()
