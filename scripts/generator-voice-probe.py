@@ -82,7 +82,7 @@ def main() -> None:
             if (~speaking).any():
                 r["quiet"].append(float(mouth[~speaking].mean()))
         print(spec.name, flush=True)
-    report = {"checkpoint": a.checkpoint, "samples": a.samples, "seconds": a.seconds}
+    report = {"checkpoint": str(a.checkpoint), "samples": a.samples, "seconds": a.seconds}
     print(
         f"{'system':14} {'lag 0':>7} {'best lag':>9} {'at best':>8} {'mouth speaking':>15} {'quiet':>7}"
     )
