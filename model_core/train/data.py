@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -335,15 +336,10 @@ def mouth_boxes(boxes: np.ndarray, temporal_factor: int, spatial_factor: int) ->
     a, b, c, d = MOUTH_IN_FACE
     m = np.stack([fx0 + a * fw, fy0 + b * fh, fx0 + c * fw, fy0 + d * fh], 1) / spatial_factor
     m = m[: len(m) // temporal_factor * temporal_factor].reshape(-1, temporal_factor, 4)
-    out = np.full((len(m), 4), np.nan, np.float32)
-    known = ~np.isnan(m).any(axis=2).all(axis=1)
-    if known.any():
-        mk = m[known]
-        with np.errstate(invalid="ignore"):
-            out[known] = np.concatenate(
-                [np.nanmin(mk[:, :, :2], axis=1), np.nanmax(mk[:, :, 2:], axis=1)], 1
-            )
-    return out
+    with warnings.catch_warnings():  # a latent frame without any box stays NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(m[:, :, :2], axis=1), np.nanmax(m[:, :, 2:], axis=1)
+    return np.concatenate([lo, hi], 1).astype(np.float32)
 
 
 def mouth_cover(mouth: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

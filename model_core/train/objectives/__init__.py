@@ -48,23 +48,30 @@ class Objective:
         """Whether batches must carry mouth regions (the loop builds them so)."""
         return self.w_mouth > 0
 
-    def mouth_region(self, mouth: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
-        """`mouth_cover` of a batch's mouth regions on an (h, w) grid; an error naming the
-        stage when the data has none."""
+    def _require_mouth(self, mouth: torch.Tensor | None) -> None:
         if mouth is None:
             raise ValueError(
                 f"{self.name}: the mouth options need face boxes in the data's ground truth "
                 "(curated shards or performer recordings); this data has none"
             )
+
+    def mouth_region(self, mouth: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+        """`mouth_cover` of a batch's mouth regions on an (h, w) grid; an error naming the
+        stage when the data has none."""
         from model_core.train.data import mouth_cover
 
+        self._require_mouth(mouth)
         return mouth_cover(mouth, shape)
 
     def mouth_weights(self, mouth: torch.Tensor | None, shape: tuple[int, int]):
-        """Loss weights 1 + mouth_weight x `mouth_region`, or None without the option."""
+        """`model_core.train.data.mouth_weights` at this stage's mouth_weight, or None
+        without the option; an error naming the stage when the data has no regions."""
+        from model_core.train.data import mouth_weights
+
         if not self.needs_mouth:
             return None
-        return 1.0 + self.w_mouth * self.mouth_region(mouth, shape)
+        self._require_mouth(mouth)
+        return mouth_weights(mouth, shape, self.w_mouth)
 
     def option(self, key: str, default: Any) -> Any:
         value = self.options.get(key, default)
