@@ -72,7 +72,9 @@ def _render_one(args) -> dict:
     refs_path = plan.out / "identities" / f"{identity.id}.refs.npz"
     if not refs_path.exists():
         refs = reference_set(identity, plan.size)
-        tmp = refs_path.with_name(f".{refs_path.stem}.part.npz")
+        # Recordings of one identity may render in parallel: each writes its own temp file
+        # (the same content), and the atomic rename makes whichever lands last the file.
+        tmp = refs_path.with_name(f".{refs_path.stem}.{name}.part.npz")
         np.savez_compressed(
             tmp,
             **{k.replace("/", "__"): v for k, v in refs.items()},
@@ -94,7 +96,10 @@ def synthesize(plan: SynthPlan, progress=None) -> dict:
     """Render every recording of the plan that is not already complete on disk."""
     (plan.out / "raw").mkdir(parents=True, exist_ok=True)
     (plan.out / "identities").mkdir(parents=True, exist_ok=True)
-    for stale in (plan.out / "raw").glob(".*.part"):
+    for stale in [
+        *(plan.out / "raw").glob(".*.part"),
+        *(plan.out / "identities").glob(".*.part.npz"),
+    ]:
         stale.unlink()
     jobs = [(name, idx, sec, plan) for name, idx, sec in plan.recordings()]
     t0 = time.perf_counter()
