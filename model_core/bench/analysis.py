@@ -54,7 +54,7 @@ def _mean(values) -> float | None:
 def aggregate(per_sample: list[dict]) -> dict:
     """System-level metrics: means over the samples that can show each metric; listening
     pools its frame counts over all samples (a 4 s sample holds little silence)."""
-    counts = np.sum([m["listening_counts"] for m in per_sample], axis=0)
+    counts = np.sum([m["listening_counts"] for m in per_sample] or [np.zeros(4, np.int64)], axis=0)
     return {
         "lip_sync": _mean(m["lip_sync"] for m in per_sample),
         "identity": _mean(m["identity"] for m in per_sample),

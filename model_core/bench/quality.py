@@ -147,7 +147,7 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
     minutes = s.stream_seconds // s.minute_seconds if s.minute_seconds else 0
     work = sum(1 for n in s.systems for sp in specs if n != "base" or sp.index in base_specs)
     work += min(s.validation_samples, s.samples) + len(streaming) * s.stream_seconds
-    work += s.listening_loops
+    work += s.listening_loops if s.validation_samples else 0
     run = _Run(s, judges, runners, {n: [] for n in s.systems})
     with (
         torch.no_grad(),
@@ -176,10 +176,12 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
                 run.tick()
             if len(validation_set) < s.validation_samples:
                 validation_set.append(sample)
-        bar.set_postfix_str("validation")
-        validation = validate_metrics(validation_set, judges, s.seed, progress=None)
-        run.tick(len(validation_set))
-        if s.listening_loops:
+        validation = None  # --validation-samples 0: the metrics are not re-validated
+        if validation_set:
+            bar.set_postfix_str("validation")
+            validation = validate_metrics(validation_set, judges, s.seed, progress=None)
+            run.tick(len(validation_set))
+        if validation and s.listening_loops:
             bar.set_postfix_str("listening validation")
             loops = listening_loops(s.listening_loops, s.listening_seconds, s.seed)
             validation["listening"] = validate_listening(loops, judges, s.seed)

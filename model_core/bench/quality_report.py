@@ -42,7 +42,9 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def validation_table(validation: dict) -> str:
+def validation_table(validation: dict | None) -> str:
+    if validation is None:
+        return "Metric validation: skipped (--validation-samples 0).\n"
     lines = [
         f"Metric validation on {validation['samples']} ground-truth samples:",
         "",

@@ -107,6 +107,18 @@ def test_cli_writes_json_markdown_and_figure(tmp_path):
     assert (out / "q.png").stat().st_size > 1000
 
 
+def test_cli_with_no_validation_samples_skips_the_metric_validation(tmp_path):
+    out = tmp_path / "q"
+    argv = ["bench", "quality", "--quick", "--samples", "1", "--seconds", "1"]
+    argv += ["--systems", "ground_truth", "--stream-seconds", "0", "--validation-samples", "0"]
+    args = _parser().parse_args([*argv, "--json", str(out / "q.json"), "--md", str(out / "q.md")])
+    assert args.func(args) == 0
+    data = json.loads((out / "q.json").read_text())
+    assert data["validation"] is None
+    assert data["systems"]["ground_truth"]["samples"] == 1
+    assert "Metric validation: skipped" in (out / "q.md").read_text()
+
+
 @pytest.mark.parametrize(
     "argv",
     [
