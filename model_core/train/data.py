@@ -41,6 +41,9 @@ class TrainClip:
     # (T, 4) float32 face box (x0, y0, x1, y1) per frame in the clip's pixels, NaN where the
     # ground truth has none; None when the source has no ground truth at all.
     face_boxes: np.ndarray | None = None
+    # (T,) float32 ground-truth mouth opening per frame (the performer's `mouth_open`), NaN
+    # where unknown; None when the source has no ground truth.
+    mouth_open: np.ndarray | None = None
 
 
 def face_boxes(gt_boxes: list | None) -> np.ndarray | None:
@@ -48,6 +51,13 @@ def face_boxes(gt_boxes: list | None) -> np.ndarray | None:
     if not gt_boxes:
         return None
     return np.array([b if b is not None else [np.nan] * 4 for b in gt_boxes], np.float32)
+
+
+def mouth_openings(values: list | None) -> np.ndarray | None:
+    """Per-frame ground-truth mouth openings (numbers or None) -> (T,) float32 with NaNs."""
+    if not values:
+        return None
+    return np.array([np.nan if v is None else float(v) for v in values], np.float32)
 
 
 class ClipSource(Protocol):
@@ -127,14 +137,15 @@ class RecordingClipSource:
         stop = start + seconds * self.fps
         a, b = start * self.sr // self.fps, stop * self.sr // self.fps
         caption = caption_from_ground_truth(rec.gt[start:stop]) if rec.gt else ""
-        boxes = face_boxes([g.get("face_box") for g in rec.gt[start:stop]]) if rec.gt else None
+        gt = rec.gt[start:stop] if rec.gt else None
         return TrainClip(
             rec.frames[start:stop],
             _with_context(rec.character, a, b, self.sr),
             _with_context(rec.partner, a, b, self.sr),
             caption,
             rec.identity,
-            boxes,
+            face_boxes([g.get("face_box") for g in gt]) if gt else None,
+            mouth_openings([g.get("mouth_open") for g in gt]) if gt else None,
         )
 
     def references(self, identity: str) -> ReferenceImages:
@@ -187,7 +198,13 @@ class SyntheticClipSource:
         top, bottom = np.full_like(cx, 0.25 * h), np.full_like(cx, 0.65 * h)
         face = np.stack([cx - 0.2 * w, top, cx + 0.2 * w, bottom], 1)  # the blob is the face
         return TrainClip(
-            frames, speak, listen, f"identity {ident} hums", f"id{ident}", face.astype(np.float32)
+            frames,
+            speak,
+            listen,
+            f"identity {ident} hums",
+            f"id{ident}",
+            face.astype(np.float32),
+            loud.astype(np.float32),  # the blob is the mouth too: it opens with the tone
         )
 
     def references(self, identity: str) -> ReferenceImages:
@@ -227,6 +244,7 @@ class FrameBatch:
     video: torch.Tensor  # (B, 3, T, H, W) in [-1, 1]
     pcm: torch.Tensor | None = None  # (B, S) the speaking track
     mouth: torch.Tensor | None = None  # (B, T, 4) mouth region per frame, pixels
+    mouth_open: torch.Tensor | None = None  # (B, T) ground-truth mouth opening, NaN unknown
 
 
 class FrameBatches:
@@ -241,12 +259,14 @@ class FrameBatches:
         seed: int = 0,
         audio: tuple[int, int] | None = None,
         mouth: bool = False,
+        mouth_open: bool = False,
     ):
         """Batches are video tensors (B, 3, T, H, W), or `FrameBatch`es when `audio` or `mouth`
         is asked for. `audio` = (sample rate, fps) adds `pcm` (B, S): the speaking track
         ending with the crop's last frame, with `audio_lead` samples of what came before (the
         decoder's audio window reaches back from each frame's end). `mouth` adds each frame's
-        mouth region in pixels (B, T, 4), from the clips' face boxes (an error without them)."""
+        mouth region in pixels (B, T, 4), from the clips' face boxes (an error without them);
+        `mouth_open` each frame's ground-truth mouth opening (B, T)."""
         seconds = max(1, math.ceil(frames / 24))  # windows long enough for one crop
         wins = source.windows(seconds)
         if not wins:
@@ -261,6 +281,11 @@ class FrameBatches:
             if any(c.face_boxes is None for c in clips):
                 raise ValueError("mouth regions need face boxes in the data's ground truth")
             self.mouth = [torch.from_numpy(mouth_boxes(c.face_boxes, 1, 1)) for c in clips]
+        self.openings = None
+        if mouth_open:
+            if any(c.mouth_open is None for c in clips):
+                raise ValueError("mouth openings need the performer's ground truth in the data")
+            self.openings = [torch.from_numpy(c.mouth_open) for c in clips]
         self.frames, self.batch = frames, batch
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -276,7 +301,7 @@ class FrameBatches:
         return torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))
 
     def next(self) -> torch.Tensor | FrameBatch:
-        out, pcm, mouth = [], [], []
+        out, pcm, mouth, opening = [], [], [], []
         for _ in range(self.batch):
             i = int(torch.randint(len(self.clips), (1,), generator=self.generator))
             clip = self.clips[i]
@@ -286,12 +311,15 @@ class FrameBatches:
                 pcm.append(self._pcm(i, s))
             if self.mouth is not None:
                 mouth.append(self.mouth[i][s : s + self.frames])
-        if self.speak is None and self.mouth is None:
+            if self.openings is not None:
+                opening.append(self.openings[i][s : s + self.frames])
+        if self.speak is None and self.mouth is None and self.openings is None:
             return torch.stack(out)
         return FrameBatch(
             torch.stack(out),
             torch.stack(pcm) if pcm else None,
             torch.stack(mouth) if mouth else None,
+            torch.stack(opening) if opening else None,
         )
 
     def state_dict(self) -> dict:

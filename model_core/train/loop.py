@@ -132,6 +132,7 @@ class Trainer:
                 tc.seed,
                 audio,
                 mouth=self.objective.needs_mouth,
+                mouth_open=self.objective.needs_mouth_open,
             )
         if cache is None:
             cache = self._latent_cache(source)

@@ -13,7 +13,7 @@ from model_core.config import LPMConfig
 from model_core.data.shards import BODY_VIEWS, FACE_LABELS, ShardDataset, list_shards
 from model_core.data.storage import StoreError, open_store
 from model_core.references import ReferenceImages
-from model_core.train.data import TrainClip, _with_context, face_boxes
+from model_core.train.data import TrainClip, _with_context, face_boxes, mouth_openings
 
 
 def is_shard_store(url: str | Path) -> bool:
@@ -47,6 +47,7 @@ class ShardClipSource:
                     "caption": meta.get("caption", ""),
                     "identity": ident,
                     "face_boxes": face_boxes(meta.get("gt", {}).get("face_box")),
+                    "mouth_open": mouth_openings(meta.get("gt", {}).get("mouth_open")),
                 }
             )
             frames += len(sample["frames"])
@@ -75,6 +76,7 @@ class ShardClipSource:
             c["caption"],
             c["identity"],
             None if c["face_boxes"] is None else c["face_boxes"][start:stop],
+            None if c["mouth_open"] is None else c["mouth_open"][start:stop],
         )
 
     def references(self, identity: str) -> ReferenceImages:

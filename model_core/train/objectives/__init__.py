@@ -48,6 +48,9 @@ class Objective:
         """Whether batches must carry mouth regions (the loop builds them so)."""
         return self.w_mouth > 0
 
+    # Whether pixel batches must carry each frame's ground-truth mouth opening.
+    needs_mouth_open = False
+
     def _require_mouth(self, mouth: torch.Tensor | None) -> None:
         if mouth is None:
             raise ValueError(

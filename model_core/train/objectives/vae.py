@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,16 @@ def smooth_latents(z: torch.Tensor, window: int) -> torch.Tensor:
     return torch.cat([head, seq.reshape(b, c, h, w, t).permute(0, 1, 4, 2, 3)], dim=2)
 
 
+def latent_mouth_mask(cover: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Pixel mouth coverage (B, 1, T, H, W) -> the latent cells (B, 1, 1, h, w) that carry the
+    mouth in any frame of the clip, grown by one cell (a latent cell's content reaches its
+    neighbours through the decoder's convolutions)."""
+    h, w = shape
+    any_frame = cover.amax(dim=2)  # (B, 1, H, W)
+    cells = F.adaptive_max_pool2d(any_frame, (h, w))
+    return (F.max_pool2d(cells, 3, stride=1, padding=1) > 0)[:, :, None]
+
+
 class DecoderObjective(VAEObjective):
     """Last stage, `vae-decoder`: the VAE's decoder fitted to long clips with the encoder frozen.
 
@@ -191,11 +202,37 @@ class DecoderObjective(VAEObjective):
         self.audio_lr_scale = self.option("audio_lr_scale", 5.0)
         self.p_smooth = self.option("latent_smooth", 0.0)
         self.smooth_window = self.option("smooth_window", 5)
+        self.p_mouth_smooth = self.option("mouth_smooth", 0.0)
+        self.mouth_only = bool(self.option("mouth_only", 0))
+        self.mouth_outside = self.option("mouth_outside", 0.05)
+        self.audio_only = bool(self.option("audio_only", 0))
+        self.w_read = self.option("mouth_read", 0.0)
+        self.reader = None
+        if self.w_read > 0:
+            from model_core.train.mouth_reader import LPMMouthReader
+
+            path = self.option("mouth_reader", "")
+            if not path or not Path(path).is_file():
+                raise ValueError(
+                    f"vae-decoder mouth_read needs mouth_reader=PATH of a trained mouth reader "
+                    f"(`lpm train mouth-reader`), got {path!r}"
+                )
+            self.reader = LPMMouthReader.load(path)
         vae = model.vae
-        if self.audio_dim < 0 or not 0 <= self.p_smooth <= 1 or self.smooth_window < 1:
+        if (
+            self.audio_dim < 0
+            or not 0 <= self.p_smooth <= 1
+            or not 0 <= self.p_mouth_smooth <= 1
+            or self.smooth_window < 1
+            or self.mouth_outside < 0
+            or self.w_read < 0
+        ):
             raise ValueError(
-                "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1 and smooth_window >= 1"
+                "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1, 0 <= mouth_smooth <= 1, "
+                "smooth_window >= 1, mouth_outside >= 0 and mouth_read >= 0"
             )
+        if self.audio_only and not (self.audio_dim or vae.hears):
+            raise ValueError("vae-decoder audio_only needs the audio path: give it audio=WIDTH")
         if self.audio_dim and not vae.hears:
             # New config objects: the one the model was built from may be shared.
             vae.cfg = dataclasses.replace(vae.cfg, decoder_audio=self.audio_dim)
@@ -204,12 +241,21 @@ class DecoderObjective(VAEObjective):
         if vae.hears:
             self.data_kind = "frames+audio"
 
+    @property
+    def needs_mouth(self) -> bool:
+        return super().needs_mouth or self.mouth_only or self.p_mouth_smooth > 0 or self.w_read > 0
+
+    @property
+    def needs_mouth_open(self) -> bool:
+        return self.w_read > 0
+
     def trainable_modules(self):
-        return [self.model.vae.decoder]
+        dec = self.model.vae.decoder
+        return [dec.audio, dec.audio_inject] if self.audio_only else [dec]
 
     def trainable_parameters(self) -> list[dict]:
         dec = self.model.vae.decoder
-        if not self.model.vae.hears:
+        if not self.model.vae.hears or self.audio_only:
             return super().trainable_parameters()
         audio = [*dec.audio.parameters(), *dec.audio_inject.parameters()]
         ids = {id(p) for p in audio}
@@ -231,11 +277,30 @@ class DecoderObjective(VAEObjective):
                         pick.view(-1, 1, 1, 1, 1), smooth_latents(z, self.smooth_window), z
                     )
                 smoothed = int(pick.sum())
+            if self.p_mouth_smooth > 0:
+                pick = (torch.rand(z.shape[0]) < self.p_mouth_smooth).view(-1, 1, 1, 1, 1)
+                cells = pick & latent_mouth_mask(
+                    self.mouth_region(fb.mouth, video.shape[-2:]), z.shape[-2:]
+                )
+                z = torch.where(cells, smooth_latents(z, self.smooth_window), z)
+                smoothed += int(pick.sum())
         recon = vae.decode(z, clamp=False, audio=pcm)
         weights = combine_weights(motion_weights(video, self.w_motion), mouth)
-        l1 = weighted_mean((recon - video).abs(), weights)
-        grad = gradient_loss(recon, video)
+        if self.mouth_only:
+            # Only the mouth (and a little of the rest, so the voice leaves it alone) counts:
+            # the few pixels that carry lip sync are otherwise a rounding error of the loss.
+            inside = self.mouth_region(fb.mouth, video.shape[-2:])
+            weights = combine_weights(weights, inside + self.mouth_outside)
+            l1 = weighted_mean((recon - video).abs(), weights)
+            grad = gradient_loss(recon * inside, video * inside)
+        else:
+            l1 = weighted_mean((recon - video).abs(), weights)
+            grad = gradient_loss(recon, video)
         loss = l1 + self.w_grad * grad
+        read = None
+        if self.reader is not None:
+            read = self.mouth_read_loss(recon, fb)
+            loss = loss + self.w_read * read
         with torch.no_grad():
             mse = F.mse_loss(recon.clamp(-1, 1), video)
             psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
@@ -250,9 +315,25 @@ class DecoderObjective(VAEObjective):
                 "psnr_late": float(psnr_late),
                 "smoothed": float(smoothed),
             }
-            if mouth is not None:  # the L1 inside the mouth region alone
-                metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), mouth - 1.0))
+            if read is not None:
+                metrics["mouth_read_mse"] = read.item()
+            if fb.mouth is not None:  # the L1 inside the mouth region alone
+                inside = self.mouth_region(fb.mouth, video.shape[-2:])
+                metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), inside))
         return loss, metrics
+
+    def mouth_read_loss(self, recon: torch.Tensor, fb: FrameBatch) -> torch.Tensor:
+        """Squared error of the frozen mouth reader's opening of the decoded frames against
+        the ground truth's, over the frames that have both a mouth region and an opening."""
+        if fb.mouth is None or fb.mouth_open is None:
+            raise ValueError("vae-decoder mouth_read needs mouth regions and openings in the data")
+        b, c, t, h, w = recon.shape
+        frames = recon.transpose(1, 2).reshape(b * t, c, h, w)
+        boxes, target = fb.mouth.reshape(b * t, 4), fb.mouth_open.reshape(b * t)
+        ok = ~(boxes.isnan().any(dim=1) | target.isnan())
+        if not bool(ok.any()):
+            return recon.new_zeros(())
+        return F.mse_loss(self.reader(frames[ok], boxes[ok]), target[ok].to(recon.dtype))
 
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:
         return {}  # the latent statistics belong to the frozen encoder

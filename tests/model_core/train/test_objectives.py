@@ -191,13 +191,85 @@ def test_decoder_stage_gives_the_decoder_the_voice(tmp_path, micro_cfg, micro_so
     assert float((quiet - loud).abs().max()) > 0.0
 
 
-@pytest.mark.parametrize("options", [{"audio": -1}, {"latent_smooth": 1.5}, {"smooth_window": 0}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"audio": -1},
+        {"latent_smooth": 1.5},
+        {"smooth_window": 0},
+        {"mouth_smooth": -0.1},
+        {"mouth_outside": -1},
+    ],
+)
 def test_decoder_stage_refuses_bad_audio_options(micro_cfg, options):
     from model_core.model import LPMModel
     from model_core.train.objectives import make_objective
 
     with pytest.raises(ValueError, match="vae-decoder needs"):
         make_objective("vae-decoder", LPMModel(micro_cfg), options)
+
+
+def test_decoder_audio_only_needs_the_audio_path(micro_cfg):
+    from model_core.model import LPMModel
+    from model_core.train.objectives import make_objective
+
+    with pytest.raises(ValueError, match="audio_only needs the audio path"):
+        make_objective("vae-decoder", LPMModel(micro_cfg), {"audio_only": 1})
+
+
+def test_decoder_audio_only_trains_the_voice_and_nothing_else(
+    tmp_path, micro_cfg, micro_source, fixed_cache
+):
+    """`audio_only` with the mouth-only loss and the mouth's latents smoothed: the batches
+    carry mouth regions, only the audio path's weights move, and its loss falls."""
+    import torch
+
+    tc = TrainConfig(
+        stage="vae-decoder",
+        out=str(tmp_path),
+        steps=30,
+        lr=3e-3,
+        warmup=1,
+        batch=2,
+        progress=False,
+        options={
+            "frames": 25,
+            "audio": 8,
+            "audio_only": 1,
+            "mouth_only": 1,
+            "mouth_smooth": 1.0,
+            "smooth_window": 7,
+        },
+    )
+    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+    dec = trainer.model.vae.decoder
+    audio = {id(p) for m in (dec.audio, dec.audio_inject) for p in m.parameters()}
+    trained = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert trained == audio
+    before = {n: p.detach().clone() for n, p in dec.named_parameters() if id(p) not in audio}
+    batch = trainer.batches.next()
+    assert batch.mouth is not None and batch.pcm is not None
+    losses = [trainer.train_step()["loss"] for _ in range(30)]
+    assert mean(losses[-6:]) < mean(losses[:6]), losses
+    for n, p in dec.named_parameters():
+        if n in before:
+            assert torch.equal(p.detach(), before[n]), n
+    assert float(dec.audio_inject[-1].out.weight.detach().abs().sum()) > 0
+
+
+def test_latent_mouth_mask_covers_the_mouth_s_cells_and_their_neighbours():
+    import torch
+
+    from model_core.train.objectives.vae import latent_mouth_mask
+
+    cover = torch.zeros(2, 1, 5, 64, 64)
+    cover[0, :, 2, 40:48, 24:40] = 1.0  # one frame's mouth, pixels 40-47 x 24-39
+    mask = latent_mouth_mask(cover, (8, 8))
+    assert mask.shape == (2, 1, 1, 8, 8) and mask.dtype == torch.bool
+    cells = mask[0, 0, 0]
+    assert cells[5, 3:5].all()  # the mouth's own cells (8-pixel cells)
+    assert cells[4:7, 2:6].all() and int(cells.sum()) == 12  # grown by one cell
+    assert not mask[1].any()  # a clip without a mouth region keeps every latent
 
 
 def test_smoothed_latents_keep_frame_zero_and_lose_fast_motion():

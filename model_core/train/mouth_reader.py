@@ -1,0 +1,203 @@
+"""A mouth reader for training: how open is the mouth in a frame? A loss, not a judge.
+
+The mouth is a few pixels of a 128x128 frame, and a pixel loss cannot tell a mouth drawn
+half open in every frame from one that opens and closes with the syllables: measured on the
+training crops, the audio explains 0.5% of the mouth band's own frame-to-frame pixel
+variance, although a ridge regression reads the ground-truth opening from the same audio
+with r 0.79 (docs/training.md). `LPMMouthReader` reads the opening directly: a small CNN on
+the mouth band of the face box, resampled to a fixed patch, regressed onto the performer's
+ground-truth `mouth_open`. Frozen, it turns "draw the mouth as open as the footage's" into a
+differentiable loss for the `vae-decoder` stage (option `mouth_read`).
+
+It is trained here, on the training split only, with its own architecture and seed, and it
+is not the bench's FaceProbe (`model_core/bench/judges.py`), which scores lip sync: the
+judge is never the student's loss. Recoloured and blurred copies make it read the opening
+of a blurry decode in any palette, as the decoder's frames are.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from model_core.progress import progress_bar
+
+PATCH = (16, 32)  # (height, width) the mouth band is resampled to
+
+
+def crop_mouths(frames: Tensor, boxes: Tensor, patch: tuple[int, int] = PATCH) -> Tensor:
+    """frames (N, 3, H, W) and mouth regions (N, 4) in pixels (x0, y0, x1, y1) -> patches
+    (N, 3, *patch), bilinear and differentiable in the frames."""
+    n, _, h, w = frames.shape
+    ph, pw = patch
+    x0, y0, x1, y1 = boxes.float().unbind(-1)
+    # Pixel centres of the patch inside the box, in grid_sample's [-1, 1] coordinates.
+    u = (torch.arange(pw, dtype=torch.float32) + 0.5) / pw
+    v = (torch.arange(ph, dtype=torch.float32) + 0.5) / ph
+    xs = x0[:, None] + (x1 - x0)[:, None] * u[None]  # (N, pw)
+    ys = y0[:, None] + (y1 - y0)[:, None] * v[None]  # (N, ph)
+    gx = (xs / w) * 2 - 1
+    gy = (ys / h) * 2 - 1
+    grid = torch.stack(
+        [gx[:, None, :].expand(n, ph, pw), gy[:, :, None].expand(n, ph, pw)], dim=-1
+    ).to(frames.dtype)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class LPMMouthReader(nn.Module):
+    """(N, 3, H, W) frames in [-1, 1] + (N, 4) mouth regions -> (N,) mouth opening."""
+
+    def __init__(self, width: int = 24) -> None:
+        super().__init__()
+        self.width = width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1, stride=2),
+            nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(2 * width * (PATCH[0] // 4) * (PATCH[1] // 4), 64),
+            nn.SiLU(),
+            nn.Linear(64, 1),
+        )
+
+    def forward(self, frames: Tensor, boxes: Tensor) -> Tensor:
+        return self.net(crop_mouths(frames, boxes)).squeeze(-1)
+
+    def save(self, path: str | Path) -> None:
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path), metadata={"width": str(self.width)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> LPMMouthReader:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            width = int((f.metadata() or {}).get("width", 24))
+        reader = cls(width)
+        reader.load_state_dict(load_file(str(path)))
+        return reader.eval().requires_grad_(False)
+
+
+def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Recolour (channel order and mirror, as the VAE stages do) and blur half the frames."""
+    n = x.shape[0]
+    perm = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
+    x = torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
+    sign = torch.randint(0, 2, (n, 3, 1, 1), generator=gen).to(x.dtype) * 2 - 1
+    x = x * sign
+    blur = torch.rand(n, generator=gen) < 0.5
+    if bool(blur.any()):
+        h, w = x.shape[-2:]
+        soft = F.interpolate(F.avg_pool2d(x[blur], 2), (h, w), mode="bilinear", align_corners=False)
+        x = x.clone()
+        x[blur] = soft
+    return x
+
+
+def collect_frames(source, max_frames: int = 8000, seed: int = 0) -> dict[str, Tensor]:
+    """Frames with a face box and a mouth opening from a clip source's 1-second windows:
+    {"frames" (N, H, W, 3) uint8, "boxes" (N, 4), "opening" (N,), "identity" (N,) int}."""
+    from model_core.train.data import mouth_boxes
+
+    wins = source.windows(1)
+    if not wins:
+        raise ValueError("no usable 1-second windows in the data")
+    order = np.random.default_rng(seed).permutation(len(wins))
+    frames, boxes, opening, ident, names = [], [], [], [], {}
+    total = 0
+    for i in order:
+        clip = source.clip(wins[i], 1)
+        if clip.face_boxes is None or clip.mouth_open is None:
+            raise ValueError("the mouth reader needs face boxes and mouth openings in the data")
+        mb = mouth_boxes(clip.face_boxes, 1, 1)
+        ok = ~np.isnan(mb).any(1) & ~np.isnan(clip.mouth_open)
+        frames.append(clip.frames[ok])
+        boxes.append(mb[ok])
+        opening.append(clip.mouth_open[ok])
+        ident.append(np.full(int(ok.sum()), names.setdefault(clip.identity, len(names))))
+        total += int(ok.sum())
+        if total >= max_frames:
+            break
+    return {
+        "frames": torch.from_numpy(np.concatenate(frames)),
+        "boxes": torch.from_numpy(np.concatenate(boxes)),
+        "opening": torch.from_numpy(np.concatenate(opening)),
+        "identity": torch.from_numpy(np.concatenate(ident)),
+    }
+
+
+def _as_input(frames: Tensor) -> Tensor:
+    return frames.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
+
+
+@torch.no_grad()
+def evaluate_reader(reader: LPMMouthReader, data: dict[str, Tensor], blur: bool = False) -> float:
+    """Pearson r of the reader's openings with the ground truth's on `data`."""
+    x = _as_input(data["frames"])
+    if blur:
+        h, w = x.shape[-2:]
+        x = F.interpolate(F.avg_pool2d(x, 2), (h, w), mode="bilinear", align_corners=False)
+    pred = torch.cat(
+        [reader(x[i : i + 512], data["boxes"][i : i + 512]) for i in range(0, len(x), 512)]
+    )
+    return pearson(pred, data["opening"])
+
+
+def train_mouth_reader(
+    source,
+    steps: int = 1500,
+    batch: int = 64,
+    lr: float = 2e-3,
+    max_frames: int = 8000,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[LPMMouthReader, dict[str, float]]:
+    """Fit a reader on the source's frames, holding out a fifth of its identities; returns
+    it frozen with its held-out correlations (sharp and blurred frames)."""
+    torch.manual_seed(seed)
+    data = collect_frames(source, max_frames, seed)
+    held = data["identity"] % 5 == 4
+    if bool(held.all()) or not bool(held.any()):  # too few identities to hold any out
+        held = torch.arange(len(held)) % 5 == 4
+    train = {k: v[~held] for k, v in data.items()}
+    val = {k: v[held] for k, v in data.items()}
+    reader = LPMMouthReader()
+    opt = torch.optim.AdamW(reader.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(train["opening"])
+    bar = progress_bar(steps, desc="mouth reader", unit="step", progress=progress)
+    for step in range(steps):
+        for g in opt.param_groups:  # cosine to 10%
+            g["lr"] = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
+        idx = torch.randint(n, (batch,), generator=gen)
+        x = _augment(_as_input(train["frames"][idx]), gen)
+        jitter = (torch.rand(batch, 4, generator=gen) - 0.5) * 2.0  # a pixel of box noise
+        loss = F.mse_loss(reader(x, train["boxes"][idx] + jitter), train["opening"][idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bar.set_postfix(mse=f"{loss.item():.4f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    reader.eval().requires_grad_(False)
+    metrics = {
+        "train_frames": n,
+        "val_frames": int(held.sum()),
+        "val_r": evaluate_reader(reader, val),
+        "val_r_blurred": evaluate_reader(reader, val, blur=True),
+    }
+    return reader, metrics
