@@ -32,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a curriculum stage (or all of them)",
         description="Train one stage of the LPM curriculum, or `all` of them in order.",
     )
-    p.add_argument("stage", metavar="STAGE", help=f"{', '.join(STAGE_NAMES)} or all")
+    p.add_argument(
+        "stage",
+        metavar="STAGE",
+        help=f"{', '.join(STAGE_NAMES)}, all, or mouth-reader (the vae-decoder stage's "
+        "mouth_read loss: --data, --out PATH.safetensors)",
+    )
     p.add_argument("--preset", default="tiny", help="model preset (default tiny)")
     p.add_argument(
         "--data",
@@ -166,9 +171,10 @@ def model_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.stage not in (*STAGE_NAMES, "all"):
+    if args.stage not in (*STAGE_NAMES, "all", "mouth-reader"):
         raise UsageError(
-            f"unknown stage {args.stage!r}; choose from {', '.join(STAGE_NAMES)} or all"
+            f"unknown stage {args.stage!r}; choose from {', '.join(STAGE_NAMES)}, all or "
+            "mouth-reader"
         )
     from model_core.config import PRESETS
 
@@ -188,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.stage == "all":
         return _run_all(args, cfg)
+    if args.stage == "mouth-reader":
+        return _run_mouth_reader(args)
     if not args.out:
         raise UsageError("--out is required (a folder or s3://bucket/prefix)")
     if not args.data:
@@ -225,6 +233,40 @@ def run(args: argparse.Namespace) -> int:
         )
     summary = train(tc, model_config=cfg)
     print(json.dumps(summary))
+    return 0
+
+
+def _run_mouth_reader(args: argparse.Namespace) -> int:
+    """`lpm train mouth-reader --data D --out reader.safetensors`: the frozen mouth reader
+    whose reading of the decoded mouth the vae-decoder stage's `mouth_read` loss uses."""
+    from pathlib import Path
+
+    if not args.data:
+        raise UsageError("--data is required (curated shards or a `lpm data synth` folder)")
+    if not args.out or not args.out.endswith(".safetensors"):
+        raise UsageError("--out must name the reader's file, PATH.safetensors")
+    if args.data != "synthetic" and not args.data.startswith("s3://"):
+        if not Path(args.data).is_dir():
+            raise UsageError(f"--data {args.data}: no such folder")
+    from model_core.config import LPMConfig
+    from model_core.train.data import open_clip_source
+    from model_core.train.mouth_reader import train_mouth_reader
+
+    source = open_clip_source(args.data, LPMConfig.preset(args.preset))
+    try:
+        reader, metrics = train_mouth_reader(
+            source,
+            steps=args.steps or 3000,
+            batch=args.batch or 64,
+            lr=args.lr or 2e-3,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    except ValueError as e:
+        raise UsageError(f"mouth-reader: {e}") from None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    reader.save(args.out)
+    print(json.dumps({"stage": "mouth-reader", "out": args.out, **metrics}))
     return 0
 
 

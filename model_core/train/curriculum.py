@@ -129,6 +129,10 @@ def run_curriculum(
                 recipe[key] = value
             else:
                 recipe["options"][key] = value
+        if recipe["options"].get("mouth_read", 0) and not recipe["options"].get("mouth_reader"):
+            recipe["options"]["mouth_reader"] = str(
+                _mouth_reader(work, data, preset, report, progress, log)
+            )
         tc = TrainConfig(
             stage=stage,
             out=str(out),
@@ -161,6 +165,23 @@ def run_curriculum(
         report["shipped"] = ship_checkpoint(init, ship, log=log)
         report_path.write_text(json.dumps(report, indent=1))
     return report
+
+
+def _mouth_reader(work: Path, data: str, preset: str, report: dict, progress: bool, log) -> Path:
+    """The frozen mouth reader a `mouth_read` loss needs, trained once per work folder on
+    the curriculum's own data (`lpm train mouth-reader`)."""
+    from model_core.train.data import open_clip_source
+    from model_core.train.mouth_reader import train_mouth_reader
+
+    path = work / "mouth_reader.safetensors"
+    if not path.exists():
+        log(f"[mouth-reader] training on {data} -> {path}")
+        source = open_clip_source(data, LPMConfig.preset(preset))
+        reader, metrics = train_mouth_reader(source, progress=progress)
+        reader.save(path)
+        report["mouth_reader"] = metrics
+        log(f"[mouth-reader] {json.dumps(metrics)}")
+    return path
 
 
 def ship_checkpoint(src: str | Path, dest: str | Path, log=print) -> dict[str, Any]:

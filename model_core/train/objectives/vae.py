@@ -203,6 +203,7 @@ class DecoderObjective(VAEObjective):
         self.p_smooth = self.option("latent_smooth", 0.0)
         self.smooth_window = self.option("smooth_window", 5)
         self.p_mouth_smooth = self.option("mouth_smooth", 0.0)
+        self.p_mouth_shuffle = self.option("mouth_shuffle", 0.0)
         self.mouth_only = bool(self.option("mouth_only", 0))
         self.mouth_outside = self.option("mouth_outside", 0.05)
         self.audio_only = bool(self.option("audio_only", 0))
@@ -223,12 +224,14 @@ class DecoderObjective(VAEObjective):
             self.audio_dim < 0
             or not 0 <= self.p_smooth <= 1
             or not 0 <= self.p_mouth_smooth <= 1
+            or not 0 <= self.p_mouth_shuffle <= 1 - self.p_mouth_smooth
             or self.smooth_window < 1
             or self.mouth_outside < 0
             or self.w_read < 0
         ):
             raise ValueError(
-                "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1, 0 <= mouth_smooth <= 1, "
+                "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1, mouth_smooth and "
+                "mouth_shuffle >= 0 with a sum <= 1, "
                 "smooth_window >= 1, mouth_outside >= 0 and mouth_read >= 0"
             )
         if self.audio_only and not (self.audio_dim or vae.hears):
@@ -243,7 +246,12 @@ class DecoderObjective(VAEObjective):
 
     @property
     def needs_mouth(self) -> bool:
-        return super().needs_mouth or self.mouth_only or self.p_mouth_smooth > 0 or self.w_read > 0
+        return (
+            super().needs_mouth
+            or self.mouth_only
+            or self.p_mouth_smooth + self.p_mouth_shuffle > 0
+            or self.w_read > 0
+        )
 
     @property
     def needs_mouth_open(self) -> bool:
@@ -277,13 +285,9 @@ class DecoderObjective(VAEObjective):
                         pick.view(-1, 1, 1, 1, 1), smooth_latents(z, self.smooth_window), z
                     )
                 smoothed = int(pick.sum())
-            if self.p_mouth_smooth > 0:
-                pick = (torch.rand(z.shape[0]) < self.p_mouth_smooth).view(-1, 1, 1, 1, 1)
-                cells = pick & latent_mouth_mask(
-                    self.mouth_region(fb.mouth, video.shape[-2:]), z.shape[-2:]
-                )
-                z = torch.where(cells, smooth_latents(z, self.smooth_window), z)
-                smoothed += int(pick.sum())
+            if self.p_mouth_smooth + self.p_mouth_shuffle > 0:
+                z, n = self.unsync_mouth(z, fb)
+                smoothed += n
         recon = vae.decode(z, clamp=False, audio=pcm)
         weights = combine_weights(motion_weights(video, self.w_motion), mouth)
         if self.mouth_only:
@@ -321,6 +325,26 @@ class DecoderObjective(VAEObjective):
                 inside = self.mouth_region(fb.mouth, video.shape[-2:])
                 metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), inside))
         return loss, metrics
+
+    def unsync_mouth(self, z: torch.Tensor, fb: FrameBatch) -> tuple[torch.Tensor, int]:
+        """The mouth's latent cells of some clips made useless for lip sync: smoothed along
+        time (`mouth_smooth`: a resting mouth) or shuffled in time (`mouth_shuffle`: a moving
+        mouth out of step with the voice, as a generator that does not hear draws it). The
+        rest of each latent is kept, so the voice is the only way to the right mouth."""
+        draw = torch.rand(z.shape[0])
+        smooth = draw < self.p_mouth_smooth
+        shuffle = ~smooth & (draw < self.p_mouth_smooth + self.p_mouth_shuffle)
+        if not bool((smooth | shuffle).any()):
+            return z, 0
+        cells = latent_mouth_mask(self.mouth_region(fb.mouth, fb.video.shape[-2:]), z.shape[-2:])
+        other = smooth_latents(z, self.smooth_window)
+        if bool(shuffle.any()) and z.shape[2] > 2:
+            order = torch.cat(
+                [torch.zeros(1, dtype=torch.long), 1 + torch.randperm(z.shape[2] - 1)]
+            )
+            other = torch.where(shuffle.view(-1, 1, 1, 1, 1), z[:, :, order], other)
+        pick = (smooth | shuffle).view(-1, 1, 1, 1, 1)
+        return torch.where(pick & cells, other, z), int((smooth | shuffle).sum())
 
     def mouth_read_loss(self, recon: torch.Tensor, fb: FrameBatch) -> torch.Tensor:
         """Squared error of the frozen mouth reader's opening of the decoded frames against

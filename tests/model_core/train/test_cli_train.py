@@ -15,6 +15,12 @@ from model_core.cli import main
         (["train", "base", "--out", "OUT", "--data", "synthetic", "--option", "beta"], "KEY=VALUE"),
         (["train", "base", "--preset", "huge", "--out", "OUT", "--data", "synthetic"], "preset"),
         (["train", "all"], "--work"),
+        (["train", "mouth-reader", "--out", "OUT"], "--data is required"),
+        (["train", "mouth-reader", "--data", "synthetic", "--out", "OUT"], "PATH.safetensors"),
+        (
+            ["train", "mouth-reader", "--data", "/no/such/folder", "--out", "r.safetensors"],
+            "no such folder",
+        ),
         (["train", "all", "--work", "OUT", "--stages", "base,nope"], "'nope'"),
         (["train", "all", "--work", "OUT", "--set", "base.lr"], "STAGE.KEY=VALUE"),
         (["train", "all", "--work", "OUT", "--set", "lr=1e-4"], "STAGE.KEY=VALUE"),
@@ -55,3 +61,16 @@ def test_help_states_the_recipe_time_it_runs(capsys):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"sum to {sum(TINY_MINUTES.values()):g} min" in help_text
+
+
+def test_mouth_reader_is_trained_and_saved(tmp_path, capsys):
+    import json
+
+    from model_core.train.mouth_reader import LPMMouthReader
+
+    out = tmp_path / "reader.safetensors"
+    argv = ["train", "mouth-reader", "--data", "synthetic", "--out", str(out)]
+    assert main([*argv, "--steps", "5", "--batch", "8", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["out"] == str(out) and summary["val_frames"] > 0 and "val_r" in summary
+    assert isinstance(LPMMouthReader.load(out), LPMMouthReader)

@@ -198,6 +198,7 @@ def test_decoder_stage_gives_the_decoder_the_voice(tmp_path, micro_cfg, micro_so
         {"latent_smooth": 1.5},
         {"smooth_window": 0},
         {"mouth_smooth": -0.1},
+        {"mouth_smooth": 0.5, "mouth_shuffle": 0.6},
         {"mouth_outside": -1},
     ],
 )
@@ -310,3 +311,34 @@ def test_base_stage_audio_norm_is_recorded_in_its_checkpoint(
     model = build_model(cfg)
     model.load_state_dict(state, strict=True)
     assert model.base.blocks[0].audio_attn.normalize
+
+
+@pytest.mark.parametrize("how", ["mouth_smooth", "mouth_shuffle"])
+def test_unsynced_mouth_changes_the_mouth_s_cells_and_nothing_else(micro_cfg, how):
+    """`mouth_smooth` rests the mouth's latent cells, `mouth_shuffle` reorders them in time
+    (a moving mouth out of step with the voice); every other cell and frame 0 stay."""
+    import torch
+
+    from model_core.model import LPMModel
+    from model_core.train.data import FrameBatch
+    from model_core.train.objectives import make_objective
+
+    obj = make_objective("vae-decoder", LPMModel(micro_cfg), {how: 1.0, "smooth_window": 9})
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 9, 4, 4)
+    mouth = torch.full((2, 33, 4), float("nan"))
+    mouth[0] = torch.tensor([8.0, 16.0, 16.0, 24.0])  # clip 0: pixels 8-15 x 16-23
+    video = torch.zeros(2, 3, 33, 32, 32)
+    out, n = obj.unsync_mouth(z, FrameBatch(video, mouth=mouth))
+    assert n == 2
+    cells = torch.zeros(4, 4, dtype=torch.bool)
+    cells[1:4, 0:3] = True  # latent cell (2, 1) grown by one
+    assert torch.equal(out[0][..., ~cells], z[0][..., ~cells])
+    assert torch.equal(out[1], z[1])  # no mouth region, nothing to hide
+    assert torch.equal(out[:, :, 0], z[:, :, 0])
+    inside, orig = out[0][:, 1:][..., cells], z[0][:, 1:][..., cells]
+    assert not torch.equal(inside, orig)
+    if how == "mouth_shuffle":  # the same mouths, in another order
+        assert torch.equal(inside.sort(dim=1).values, orig.sort(dim=1).values)
+    else:
+        assert float(inside.std(dim=1).mean()) < 0.5 * float(orig.std(dim=1).mean())
