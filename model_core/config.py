@@ -91,6 +91,12 @@ class DiTConfig:
     # so checkpoints trained without it behave as they did; the `base` stage's `audio_norm`
     # option turns it on.
     audio_norm: bool = False
+    # The global reference latent concatenated to every video frame's noisy latent along
+    # channels (z_dim more input channels of the patch embedding), as Wan2.1's image-to-video
+    # model conditions on its first frame: every video token sees the reference at its own
+    # position, besides the in-sequence reference tokens it attends to. Off by default; the
+    # `base` stage's `ref_concat` option turns it on with zero-initialised input weights.
+    ref_concat: bool = False
 
 
 @dataclass

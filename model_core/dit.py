@@ -46,6 +46,9 @@ class LPMSink:
 
     k: list[torch.Tensor]
     v: list[torch.Tensor]
+    # The global reference latent (B, z, 1, h, w) a `ref_concat` transformer concatenates to
+    # every video frame; None without it (or once the references are evicted).
+    image: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -197,7 +200,10 @@ class LPMTransformer(nn.Module):
         dim, layers = cfg.dim, num_layers if num_layers is not None else cfg.num_layers
         self.video_rope_offset = video_rope_offset
         self.patch_embedding = nn.Conv3d(
-            z_dim + cfg.cond_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size
+            z_dim + cfg.cond_dim + (z_dim if cfg.ref_concat else 0),
+            dim,
+            kernel_size=cfg.patch_size,
+            stride=cfg.patch_size,
         )
         self.text_embedding = nn.Sequential(
             nn.Linear(text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
@@ -219,10 +225,20 @@ class LPMTransformer(nn.Module):
         e6 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))
         return e, e6
 
-    def patchify(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    def patchify(
+        self, z: torch.Tensor, image: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """`image`: the global reference latent (B, z, 1, h, w) for a `ref_concat` model,
+        repeated over the frames of `z` (zeros when None)."""
+        parts = [z]
         if self.cfg.cond_dim:
-            z = torch.cat([z, z.new_zeros(z.shape[0], self.cfg.cond_dim, *z.shape[2:])], 1)
-        x = self.patch_embedding(z)
+            parts.append(z.new_zeros(z.shape[0], self.cfg.cond_dim, *z.shape[2:]))
+        if self.cfg.ref_concat:
+            if image is None:
+                parts.append(torch.zeros_like(z))
+            else:
+                parts.append(image.to(z.dtype).expand(z.shape[0], -1, z.shape[2], -1, -1))
+        x = self.patch_embedding(torch.cat(parts, 1) if len(parts) > 1 else z)
         grid = tuple(x.shape[2:])
         return x.flatten(2).transpose(1, 2), grid
 
@@ -258,7 +274,7 @@ class LPMTransformer(nn.Module):
             r, k, v = block.forward_sink(r, e6, rope)
             ks.append(k)
             vs.append(v)
-        return LPMSink(ks, vs)
+        return LPMSink(ks, vs, refs[0][0] if self.cfg.ref_concat and refs else None)
 
     # -- audio windows --------------------------------------------------------------------------
     def _audio(self, audio: LPMAudioInputs | None, hw: int) -> dict | None:
@@ -305,7 +321,7 @@ class LPMTransformer(nn.Module):
         Returns the velocity (B, z, F, h, w), and with return_kv the per-layer (k, v) of these
         tokens for a cache.
         """
-        x, grid = self.patchify(z)
+        x, grid = self.patchify(z, sink.image)
         f, h, w = grid
         hw = h * w
         pos = self.grid_positions(grid, t_values=frame_pos)

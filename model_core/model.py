@@ -52,6 +52,32 @@ class LPMModel(nn.Module):
             for block in net.blocks:
                 block.audio_attn.normalize = on
 
+    def set_ref_concat(self) -> None:
+        """Turn `DiTConfig.ref_concat` on in every transformer of a built model (new config
+        objects): each patch embedding gains z_dim input channels for the reference latent,
+        their weights zero, so the model computes exactly what it did until trained."""
+        if self.cfg.dit.ref_concat:
+            return
+        self.cfg = dataclasses.replace(
+            self.cfg, dit=dataclasses.replace(self.cfg.dit, ref_concat=True)
+        )
+        for net in (self.base, self.backbone, self.refiner):
+            if net is None:
+                continue
+            net.cfg = dataclasses.replace(net.cfg, ref_concat=True)
+            old = net.patch_embedding
+            new = nn.Conv3d(
+                old.in_channels + net.z_dim,
+                old.out_channels,
+                kernel_size=old.kernel_size,
+                stride=old.stride,
+            ).to(old.weight.device, old.weight.dtype)
+            with torch.no_grad():
+                new.weight.zero_()
+                new.weight[:, : old.in_channels] = old.weight
+                new.bias.copy_(old.bias)
+            net.patch_embedding = new
+
     def init_online_from_base(self) -> None:
         """Distillation starts the Backbone from the Base weights."""
         if self.base is not None:

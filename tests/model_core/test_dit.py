@@ -213,3 +213,46 @@ def test_set_audio_norm_turns_it_on_everywhere_without_touching_a_shared_config(
         assert net.cfg.audio_norm and all(b.audio_attn.normalize for b in net.blocks)
     after = model.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in after)
+
+
+def _velocity(net, z, sink, ctx):
+    with torch.no_grad():
+        return net(
+            z,
+            torch.full((1, z.shape[2]), 0.5),
+            sink=sink,
+            frame_pos=torch.arange(z.shape[2]) + 4,
+            context=ctx,
+        )
+
+
+def test_set_ref_concat_starts_as_the_same_model_and_then_sees_the_reference_per_frame():
+    """`set_ref_concat` widens every patch embedding by z_dim zero-weighted channels: the
+    model's output is unchanged until trained; with weights there, the global reference
+    reaches every frame through them; the shared config is left as it was."""
+    from model_core.model import LPMModel, build_model
+    from tests.model_core.train.conftest import micro_config
+
+    cfg = micro_config()
+    model = LPMModel(cfg).eval()
+    z_dim = cfg.vae.z_dim
+    h, w = cfg.latent_hw
+    torch.manual_seed(0)
+    ref = torch.randn(1, z_dim, 1, h, w)
+    z, ctx = torch.randn(1, z_dim, 2, h, w), torch.randn(1, 3, cfg.text.dim)
+    net = model.backbone
+    before = _velocity(net, z, net.encode_sink([(ref, 0, 0)]), ctx)
+    model.set_ref_concat()
+    assert cfg.dit.ref_concat is False and model.cfg.dit.ref_concat is True
+    for n in (model.base, model.backbone, model.refiner):
+        assert n.cfg.ref_concat and n.patch_embedding.in_channels == 2 * z_dim
+    sink = net.encode_sink([(ref, 0, 0)])
+    assert sink.image is ref
+    assert torch.allclose(_velocity(net, z, sink, ctx), before, atol=1e-6)
+    with torch.no_grad():
+        net.patch_embedding.weight[:, z_dim:].normal_(0, 0.1)
+    other = net.encode_sink([(ref, 0, 0)])
+    other.image = torch.randn_like(ref)  # the same sink tokens, another per-frame reference
+    assert not torch.allclose(_velocity(net, z, sink, ctx), _velocity(net, z, other, ctx))
+    rebuilt = build_model(model.cfg)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)

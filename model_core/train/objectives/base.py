@@ -39,6 +39,9 @@ class BaseFlowObjective(Objective):
         if self.option("audio_norm", 0):  # see DiTConfig.audio_norm
             model.set_audio_norm(True)
             self.cfg = model.cfg
+        if self.option("ref_concat", 0):  # see DiTConfig.ref_concat
+            model.set_ref_concat()
+            self.cfg = model.cfg
 
     def trainable_modules(self):
         return [self.model.base, self.model.audio_encoder, self.model.text_encoder]

@@ -342,3 +342,31 @@ def test_unsynced_mouth_changes_the_mouth_s_cells_and_nothing_else(micro_cfg, ho
         assert torch.equal(inside.sort(dim=1).values, orig.sort(dim=1).values)
     else:
         assert float(inside.std(dim=1).mean()) < 0.5 * float(orig.std(dim=1).mean())
+
+
+def test_base_stage_ref_concat_is_recorded_in_its_checkpoint(
+    tmp_path, micro_cfg, micro_source, fixed_cache
+):
+    from model_core.checkpoint import read_checkpoint
+    from model_core.model import build_model
+
+    tc = TrainConfig(
+        stage="base",
+        out=str(tmp_path),
+        steps=3,
+        lr=1e-3,
+        warmup=1,
+        batch=1,
+        progress=False,
+        options={"ref_concat": 1},
+    )
+    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+    assert micro_cfg.dit.ref_concat is False and trainer.cfg.dit.ref_concat is True
+    emb = trainer.model.base.patch_embedding
+    assert float(emb.weight.detach()[:, micro_cfg.vae.z_dim :].abs().sum()) == 0.0
+    result = trainer.run()
+    assert float(emb.weight.detach()[:, micro_cfg.vae.z_dim :].abs().sum()) > 0.0  # it learns
+    cfg, state, _ = read_checkpoint(result["final"])
+    assert cfg.dit.ref_concat is True
+    model = build_model(cfg)
+    model.load_state_dict(state, strict=True)
