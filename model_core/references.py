@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -117,6 +118,20 @@ class EncodedReferences:
             z = self.face[label]
             out.append((z, rc.rope_slot_face, idx * (z.shape[-1] // ps[2])))
         return out
+
+    def concat_image(self, cfg: LPMConfig) -> torch.Tensor:
+        """The latent a `ref_concat` transformer concatenates to every video frame: the
+        first face in slot order (the neutral one when given), resized to the video's latent
+        grid, since a face close-up is framed like the video's crop, while the global image
+        is a studio shot of the whole figure; the global latent when there is no face."""
+        order = face_slot_order(list(self.face), cfg.refs)
+        if not order:
+            return self.global_latent
+        z = self.face[order[0][0]]
+        h, w = self.global_latent.shape[-2:]
+        return F.interpolate(z[:, :, 0], size=(h, w), mode="bilinear", align_corners=False)[
+            :, :, None
+        ]
 
     def only_global(self) -> EncodedReferences:
         return EncodedReferences(self.global_latent, {}, {}, self.model_version)

@@ -76,7 +76,7 @@ class LPMConditioner:
         return LPMAudioInputs(cond.speak, cond.listen, spans[first : first + count])
 
     def sink(self, net: LPMTransformer, cond: Conditioning) -> LPMSink:
-        return net.encode_sink(cond.refs.layout(self.cfg))
+        return net.encode_sink(cond.refs.layout(self.cfg), cond.refs.concat_image(self.cfg))
 
     def forward_kwargs(
         self,
