@@ -287,30 +287,37 @@ def test_smoothed_latents_keep_frame_zero_and_lose_fast_motion():
     assert torch.allclose(smooth_latents(flat, 5), flat)
 
 
-def test_base_stage_audio_norm_is_recorded_in_its_checkpoint(
-    tmp_path, micro_cfg, micro_source, fixed_cache
+@pytest.mark.parametrize("option", ["audio_norm", "ref_concat"])
+def test_base_stage_architecture_options_are_recorded_in_its_checkpoint(
+    option, tmp_path, micro_cfg, micro_source, fixed_cache
 ):
+    """`audio_norm` (no weights) and `ref_concat` (zero-initialised input channels, which
+    then learn) turn on for the run, leave the shared config alone, and reload strictly."""
     from model_core.checkpoint import read_checkpoint
     from model_core.model import build_model
 
     tc = TrainConfig(
         stage="base",
         out=str(tmp_path),
-        steps=2,
+        steps=3,
         lr=1e-3,
         warmup=1,
         batch=1,
         progress=False,
-        options={"audio_norm": 1},
+        options={option: 1},
     )
     trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
-    assert micro_cfg.dit.audio_norm is False and trainer.cfg.dit.audio_norm is True
+    assert getattr(micro_cfg.dit, option) is False and getattr(trainer.cfg.dit, option) is True
+    new_inputs = trainer.model.base.patch_embedding.weight[:, micro_cfg.vae.z_dim :]
+    assert float(new_inputs.detach().abs().sum()) == 0.0  # none, or zero-initialised
     result = trainer.run()
+    learned = trainer.model.base.patch_embedding.weight.detach()[:, micro_cfg.vae.z_dim :]
+    assert (float(learned.abs().sum()) > 0.0) == (option == "ref_concat")
     cfg, state, _ = read_checkpoint(result["final"])
-    assert cfg.dit.audio_norm is True
+    assert getattr(cfg.dit, option) is True
     model = build_model(cfg)
     model.load_state_dict(state, strict=True)
-    assert model.base.blocks[0].audio_attn.normalize
+    assert model.base.blocks[0].audio_attn.normalize == (option == "audio_norm")
 
 
 @pytest.mark.parametrize("how", ["mouth_smooth", "mouth_shuffle"])
@@ -342,31 +349,3 @@ def test_unsynced_mouth_changes_the_mouth_s_cells_and_nothing_else(micro_cfg, ho
         assert torch.equal(inside.sort(dim=1).values, orig.sort(dim=1).values)
     else:
         assert float(inside.std(dim=1).mean()) < 0.5 * float(orig.std(dim=1).mean())
-
-
-def test_base_stage_ref_concat_is_recorded_in_its_checkpoint(
-    tmp_path, micro_cfg, micro_source, fixed_cache
-):
-    from model_core.checkpoint import read_checkpoint
-    from model_core.model import build_model
-
-    tc = TrainConfig(
-        stage="base",
-        out=str(tmp_path),
-        steps=3,
-        lr=1e-3,
-        warmup=1,
-        batch=1,
-        progress=False,
-        options={"ref_concat": 1},
-    )
-    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
-    assert micro_cfg.dit.ref_concat is False and trainer.cfg.dit.ref_concat is True
-    emb = trainer.model.base.patch_embedding
-    assert float(emb.weight.detach()[:, micro_cfg.vae.z_dim :].abs().sum()) == 0.0
-    result = trainer.run()
-    assert float(emb.weight.detach()[:, micro_cfg.vae.z_dim :].abs().sum()) > 0.0  # it learns
-    cfg, state, _ = read_checkpoint(result["final"])
-    assert cfg.dit.ref_concat is True
-    model = build_model(cfg)
-    model.load_state_dict(state, strict=True)
