@@ -4,8 +4,12 @@ For a few held-out speaking samples of LPM-Bench-mini, one PNG: per sample three
 (ground-truth footage, the Base teacher's render, the Online stream) of every `--every`-th
 frame. Metrics summarise; this shows what they summarise.
 
+`--framed` gives the generators the sample's own first frame as the global reference instead
+of the studio portrait (the other references as they are): a reference framed like the
+footage.
+
 Usage: .venv/bin/python scripts/generator-frames.py [CHECKPOINT] [--samples 3] [--seconds 2]
-       [--every 5] -o OUT.png
+       [--every 5] [--framed] -o OUT.png
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from PIL import Image
 
 from model_core.bench.quality import SHIPPED_CHECKPOINT
 from model_core.bench.scenarios import ScenarioRenderer, scenario_specs
-from model_core.pipeline import LPMPipeline
+from model_core.pipeline import LPMPipeline, ReferenceImages
 
 SR = 16000
 
@@ -30,6 +34,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=2)
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--framed", action="store_true", help="the first frame as global reference")
     ap.add_argument("-o", "--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -39,10 +44,11 @@ def main() -> None:
     for spec in specs[: a.samples]:
         sample = ScenarioRenderer().render(spec)
         text = sample.identity.describe()
-        base = pipe.render_base(
-            sample.refs, sample.speak, sample.listen, seconds=a.seconds, text=text
-        )
-        stream = pipe.start_stream(pipe.encode_references(sample.refs), text=text, seed=spec.index)
+        refs = sample.refs
+        if a.framed:
+            refs = ReferenceImages(sample.frames[0], dict(refs.body), dict(refs.face))
+        base = pipe.render_base(refs, sample.speak, sample.listen, seconds=a.seconds, text=text)
+        stream = pipe.start_stream(pipe.encode_references(refs), text=text, seed=spec.index)
         online = np.concatenate(
             [
                 stream.push(
