@@ -6,7 +6,12 @@ broken versions of it; a metric that cannot tell real footage from these is not 
 - `noise`: uniform random frames;
 - `static`: the first frame held for the whole sample;
 - `delayed`: the footage half a second late against its audio (lip sync should fall);
-- `other_identity`: another sample's footage (another character and another conversation).
+- `other_identity`: another sample's footage (another character and another conversation);
+- `blurred`: the footage blurred until nothing of the face is left (Gaussian, sigma a
+  sixteenth of the width): the right colours where they belong, and no eyes, mouth or
+  outline. Identity must rank the footage above it. By how little it does shows how much of
+  the identity judge's figure is a face and how much is colour and layout (on 10 samples:
+  0.973 for the footage, 0.927 blurred, 0.205 for another character).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from model_core.bench.analysis import aggregate, analyze_frames, reference_embeddings
 from model_core.bench.judges import Judges
@@ -21,7 +27,7 @@ from model_core.bench.metrics.listening import listening_score
 from model_core.bench.metrics.win_rate import win_rate
 from model_core.bench.scenarios import ScenarioSample
 
-VARIANTS = ("ground_truth", "shuffled", "noise", "static", "delayed", "other_identity")
+VARIANTS = ("ground_truth", "shuffled", "noise", "static", "delayed", "other_identity", "blurred")
 
 
 def corrupt(variant: str, samples: list[ScenarioSample], i: int, seed: int) -> np.ndarray:
@@ -41,6 +47,10 @@ def corrupt(variant: str, samples: list[ScenarioSample], i: int, seed: int) -> n
     if variant == "other_identity":
         other = samples[(i + 1) % len(samples)].frames
         return np.resize(other, frames.shape)
+    if variant == "blurred":
+        sigma = frames.shape[2] / 16
+        soft = gaussian_filter(frames.astype(np.float32), (0, sigma, sigma, 0))
+        return np.clip(soft + 0.5, 0, 255).astype(np.uint8)
     raise ValueError(variant)
 
 
@@ -92,7 +102,7 @@ def separation_checks(table: dict) -> dict[str, bool]:
         "lip_sync": better(
             "lip_sync", ("shuffled", "noise", "static", "delayed", "other_identity")
         ),
-        "identity": better("identity", ("noise", "other_identity")),
+        "identity": better("identity", ("noise", "other_identity", "blurred")),
         "listening": better("listening", ("shuffled", "noise", "static")),
         "flicker": better("flicker", ("shuffled", "noise"), higher=False),
     }

@@ -71,3 +71,20 @@ def test_listening_separates_real_dialogue_from_broken_footage():
     assert rl > 0 and nl > 300 and ns > 24  # reactions seen; enough listening and silence
     assert result["separates"], result["scores"]
     assert result["scores"]["ground_truth"] > 0.01
+
+
+def test_blurred_footage_keeps_the_colours_and_loses_the_face(samples, validation):
+    import numpy as np
+
+    from model_core.bench.validation import corrupt
+
+    frames = samples[0].frames
+    soft = corrupt("blurred", samples, 0, seed=0)
+    assert soft.shape == frames.shape and soft.dtype == np.uint8
+    assert np.abs(soft.astype(float).mean((0, 1, 2)) - frames.mean((0, 1, 2))).max() < 3
+    def edges(x):  # second differences across the width: outlines, eyes, a mouth
+        return np.abs(np.diff(x.astype(float), n=2, axis=2)).mean()
+
+    assert edges(soft) < 0.2 * edges(frames)
+    table = validation["table"]
+    assert table["blurred"]["identity"] < table["ground_truth"]["identity"]
