@@ -29,7 +29,7 @@ from model_core.bench.quality import SHIPPED_CHECKPOINT
 from model_core.bench.scenarios import ScenarioRenderer, scenario_specs
 from model_core.bench.systems import vae_roundtrip
 from model_core.pipeline import LPMPipeline
-from model_core.train.objectives.vae import smooth_latents
+from model_core.train.objectives.vae_decoder import smooth_latents
 
 SR = 16000
 

@@ -24,7 +24,7 @@ STAGES: dict[str, str] = {
     "dmd-on": "model_core.train.objectives.dmd:OnPolicyDMDObjective",
     "refiner": "model_core.train.objectives.refiner:RefinerObjective",
     "dpo": "model_core.train.objectives.dpo:DPOObjective",
-    "vae-decoder": "model_core.train.objectives.vae:DecoderObjective",
+    "vae-decoder": "model_core.train.objectives.vae_decoder:DecoderObjective",
 }
 
 

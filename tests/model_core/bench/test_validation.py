@@ -82,6 +82,7 @@ def test_blurred_footage_keeps_the_colours_and_loses_the_face(samples, validatio
     soft = corrupt("blurred", samples, 0, seed=0)
     assert soft.shape == frames.shape and soft.dtype == np.uint8
     assert np.abs(soft.astype(float).mean((0, 1, 2)) - frames.mean((0, 1, 2))).max() < 3
+
     def edges(x):  # second differences across the width: outlines, eyes, a mouth
         return np.abs(np.diff(x.astype(float), n=2, axis=2)).mean()
 

@@ -261,7 +261,7 @@ def test_decoder_audio_only_trains_the_voice_and_nothing_else(
 def test_latent_mouth_mask_covers_the_mouth_s_cells_and_their_neighbours():
     import torch
 
-    from model_core.train.objectives.vae import latent_mouth_mask
+    from model_core.train.objectives.vae_decoder import latent_mouth_mask
 
     cover = torch.zeros(2, 1, 5, 64, 64)
     cover[0, :, 2, 40:48, 24:40] = 1.0  # one frame's mouth, pixels 40-47 x 24-39
@@ -276,7 +276,7 @@ def test_latent_mouth_mask_covers_the_mouth_s_cells_and_their_neighbours():
 def test_smoothed_latents_keep_frame_zero_and_lose_fast_motion():
     import torch
 
-    from model_core.train.objectives.vae import smooth_latents
+    from model_core.train.objectives.vae_decoder import smooth_latents
 
     t = torch.arange(13, dtype=torch.float32)
     z = torch.sin(t * 2.5).view(1, 1, 13, 1, 1).expand(1, 2, 13, 2, 2).clone()

@@ -1,0 +1,239 @@
+"""Last stage, `vae-decoder`: the VAE's decoder alone, on long clips, optionally hearing.
+
+The decoder is fitted with the encoder frozen, so every latent the DiT stages learned keeps
+its meaning; `DecoderObjective` has the stage's whole story. Its mouth options make the
+voice, not the latent, the way to the right mouth: `smooth_latents` and `latent_mouth_mask`
+take the mouth's movement out of a clip's latents, and a frozen mouth reader
+(`model_core/train/mouth_reader.py`) scores the opening of the decoded mouth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from model_core.train.data import FrameBatch
+from model_core.train.objectives.vae import (
+    VAEObjective,
+    combine_weights,
+    gradient_loss,
+    motion_weights,
+    recolour,
+    weighted_mean,
+)
+
+
+def smooth_latents(z: torch.Tensor, window: int) -> torch.Tensor:
+    """Latents (B, C, T, h, w) with frames 1.. replaced by their moving average over `window`
+    latent frames (edges repeated); frame 0 (a clip's first frame, coded alone) is kept."""
+    if window <= 1 or z.shape[2] < 3:
+        return z
+    head, rest = z[:, :, :1], z[:, :, 1:]
+    b, c, t, h, w = rest.shape
+    seq = rest.permute(0, 1, 3, 4, 2).reshape(-1, 1, t)
+    left, right = (window - 1) // 2, window // 2
+    seq = F.avg_pool1d(F.pad(seq, (left, right), mode="replicate"), window, stride=1)
+    return torch.cat([head, seq.reshape(b, c, h, w, t).permute(0, 1, 4, 2, 3)], dim=2)
+
+
+def latent_mouth_mask(cover: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Pixel mouth coverage (B, 1, T, H, W) -> the latent cells (B, 1, 1, h, w) that carry the
+    mouth in any frame of the clip, grown by one cell (a latent cell's content reaches its
+    neighbours through the decoder's convolutions)."""
+    h, w = shape
+    any_frame = cover.amax(dim=2)  # (B, 1, H, W)
+    cells = F.adaptive_max_pool2d(any_frame, (h, w))
+    return (F.max_pool2d(cells, 3, stride=1, padding=1) > 0)[:, :, None]
+
+
+class DecoderObjective(VAEObjective):
+    """Last stage, `vae-decoder`: the VAE's decoder fitted to long clips with the encoder frozen.
+
+    The `vae` stage sees short clips (1+8 frames), so its causal decoder never meets the steady
+    state of a stream, where every temporal convolution sees only frames after the first:
+    decoding 2 s or more then degrades with time. This stage decodes long clips (1+48 frames,
+    past the decoder's temporal receptive field) from the frozen encoder's latents. The
+    encoder, the latent statistics and so every latent the DiT stages learned stay as they
+    were; only the pixels a latent turns into improve.
+
+    Option `audio` (an embedding width, default 0) gives the decoder the character's voice at
+    the frame rate (model_core/vae_audio.py), creating that path when the checkpoint has none;
+    its new layers train at `audio_lr_scale` times the stage's learning rate. With
+    `latent_smooth` (a probability) a clip's latents are first smoothed along time over
+    `smooth_window` latent frames: the mouth's syllable-rate movement is gone from them while
+    the slow head motion stays, so the decoder must take the mouth from the voice. That is the
+    decoder's situation under a generator whose mouth lags or rests, which an exact
+    ground-truth latent never shows it.
+    """
+
+    name = "vae-decoder"
+
+    def __init__(self, model, options=None):
+        super().__init__(model, options)
+        self.frames_per_clip = self.option("frames", 49)
+        self.audio_dim = self.option("audio", 0)
+        self.audio_lr_scale = self.option("audio_lr_scale", 5.0)
+        self.p_smooth = self.option("latent_smooth", 0.0)
+        self.smooth_window = self.option("smooth_window", 5)
+        self.p_mouth_smooth = self.option("mouth_smooth", 0.0)
+        self.p_mouth_shuffle = self.option("mouth_shuffle", 0.0)
+        self.mouth_only = bool(self.option("mouth_only", 0))
+        self.mouth_outside = self.option("mouth_outside", 0.05)
+        self.audio_only = bool(self.option("audio_only", 0))
+        self.w_read = self.option("mouth_read", 0.0)
+        self.reader = None
+        if self.w_read > 0:
+            from model_core.train.mouth_reader import LPMMouthReader
+
+            path = self.option("mouth_reader", "")
+            if not path or not Path(path).is_file():
+                raise ValueError(
+                    f"vae-decoder mouth_read needs mouth_reader=PATH of a trained mouth reader "
+                    f"(`lpm train mouth-reader`), got {path!r}"
+                )
+            self.reader = LPMMouthReader.load(path)
+        vae = model.vae
+        if (
+            self.audio_dim < 0
+            or not 0 <= self.p_smooth <= 1
+            or not 0 <= self.p_mouth_smooth <= 1
+            or not 0 <= self.p_mouth_shuffle <= 1 - self.p_mouth_smooth
+            or self.smooth_window < 1
+            or self.mouth_outside < 0
+            or self.w_read < 0
+        ):
+            raise ValueError(
+                "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1, mouth_smooth and "
+                "mouth_shuffle >= 0 with a sum <= 1, "
+                "smooth_window >= 1, mouth_outside >= 0 and mouth_read >= 0"
+            )
+        if self.audio_only and not (self.audio_dim or vae.hears):
+            raise ValueError("vae-decoder audio_only needs the audio path: give it audio=WIDTH")
+        if self.audio_dim and not vae.hears:
+            # New config objects: the one the model was built from may be shared.
+            vae.cfg = dataclasses.replace(vae.cfg, decoder_audio=self.audio_dim)
+            model.cfg = self.cfg = dataclasses.replace(model.cfg, vae=vae.cfg)
+            vae.decoder.enable_audio(self.audio_dim)
+        if vae.hears:
+            self.data_kind = "frames+audio"
+
+    @property
+    def needs_mouth(self) -> bool:
+        return (
+            super().needs_mouth
+            or self.mouth_only
+            or self.p_mouth_smooth + self.p_mouth_shuffle > 0
+            or self.w_read > 0
+        )
+
+    @property
+    def needs_mouth_open(self) -> bool:
+        return self.w_read > 0
+
+    def trainable_modules(self):
+        dec = self.model.vae.decoder
+        return [dec.audio, dec.audio_inject] if self.audio_only else [dec]
+
+    def trainable_parameters(self) -> list[dict]:
+        dec = self.model.vae.decoder
+        if not self.model.vae.hears or self.audio_only:
+            return super().trainable_parameters()
+        audio = [*dec.audio.parameters(), *dec.audio_inject.parameters()]
+        ids = {id(p) for p in audio}
+        rest = [p for p in dec.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": audio, "lr_scale": self.audio_lr_scale}]
+
+    def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        vae = self.model.vae
+        fb = batch if isinstance(batch, FrameBatch) else FrameBatch(batch)
+        video, pcm = recolour(fb.video, self.p_recolour), fb.pcm
+        mouth = self.mouth_weights(fb.mouth, video.shape[-2:])
+        with torch.no_grad():
+            z = vae.normalize(vae.encode_posterior(video)[0])
+            smoothed = 0
+            if self.p_smooth > 0:
+                pick = torch.rand(z.shape[0]) < self.p_smooth
+                if bool(pick.any()):
+                    z = torch.where(
+                        pick.view(-1, 1, 1, 1, 1), smooth_latents(z, self.smooth_window), z
+                    )
+                smoothed = int(pick.sum())
+            if self.p_mouth_smooth + self.p_mouth_shuffle > 0:
+                z, n = self.unsync_mouth(z, fb)
+                smoothed += n
+        recon = vae.decode(z, clamp=False, audio=pcm)
+        weights = combine_weights(motion_weights(video, self.w_motion), mouth)
+        if self.mouth_only:
+            # Only the mouth (and a little of the rest, so the voice leaves it alone) counts:
+            # the few pixels that carry lip sync are otherwise a rounding error of the loss.
+            inside = self.mouth_region(fb.mouth, video.shape[-2:])
+            weights = combine_weights(weights, inside + self.mouth_outside)
+            l1 = weighted_mean((recon - video).abs(), weights)
+            grad = gradient_loss(recon * inside, video * inside)
+        else:
+            l1 = weighted_mean((recon - video).abs(), weights)
+            grad = gradient_loss(recon, video)
+        loss = l1 + self.w_grad * grad
+        read = None
+        if self.reader is not None:
+            read = self.mouth_read_loss(recon, fb)
+            loss = loss + self.w_read * read
+        with torch.no_grad():
+            mse = F.mse_loss(recon.clamp(-1, 1), video)
+            psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+            # The second half of the clip is where a short-clip decoder fails.
+            half = video.shape[2] // 2
+            late = F.mse_loss(recon[:, :, half:].clamp(-1, 1), video[:, :, half:])
+            psnr_late = 10 * torch.log10(4.0 / late.clamp_min(1e-10))
+            metrics = {
+                "l1": l1.item(),
+                "grad": grad.item(),
+                "psnr": float(psnr),
+                "psnr_late": float(psnr_late),
+                "smoothed": float(smoothed),
+            }
+            if read is not None:
+                metrics["mouth_read_mse"] = read.item()
+            if fb.mouth is not None:  # the L1 inside the mouth region alone
+                inside = self.mouth_region(fb.mouth, video.shape[-2:])
+                metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), inside))
+        return loss, metrics
+
+    def unsync_mouth(self, z: torch.Tensor, fb: FrameBatch) -> tuple[torch.Tensor, int]:
+        """The mouth's latent cells of some clips made useless for lip sync: smoothed along
+        time (`mouth_smooth`: a resting mouth) or shuffled in time (`mouth_shuffle`: a moving
+        mouth out of step with the voice, as a generator that does not hear draws it). The
+        rest of each latent is kept, so the voice is the only way to the right mouth."""
+        draw = torch.rand(z.shape[0])
+        smooth = draw < self.p_mouth_smooth
+        shuffle = ~smooth & (draw < self.p_mouth_smooth + self.p_mouth_shuffle)
+        if not bool((smooth | shuffle).any()):
+            return z, 0
+        cells = latent_mouth_mask(self.mouth_region(fb.mouth, fb.video.shape[-2:]), z.shape[-2:])
+        other = smooth_latents(z, self.smooth_window)
+        if bool(shuffle.any()) and z.shape[2] > 2:
+            order = torch.cat(
+                [torch.zeros(1, dtype=torch.long), 1 + torch.randperm(z.shape[2] - 1)]
+            )
+            other = torch.where(shuffle.view(-1, 1, 1, 1, 1), z[:, :, order], other)
+        pick = (smooth | shuffle).view(-1, 1, 1, 1, 1)
+        return torch.where(pick & cells, other, z), int((smooth | shuffle).sum())
+
+    def mouth_read_loss(self, recon: torch.Tensor, fb: FrameBatch) -> torch.Tensor:
+        """Squared error of the frozen mouth reader's opening of the decoded frames against
+        the ground truth's, over the frames that have both a mouth region and an opening."""
+        if fb.mouth is None or fb.mouth_open is None:
+            raise ValueError("vae-decoder mouth_read needs mouth regions and openings in the data")
+        b, c, t, h, w = recon.shape
+        frames = recon.transpose(1, 2).reshape(b * t, c, h, w)
+        boxes, target = fb.mouth.reshape(b * t, 4), fb.mouth_open.reshape(b * t)
+        ok = ~(boxes.isnan().any(dim=1) | target.isnan())
+        if not bool(ok.any()):
+            return recon.new_zeros(())
+        return F.mse_loss(self.reader(frames[ok], boxes[ok]), target[ok].to(recon.dtype))
+
+    def finalize(self, batches, clips: int = 16) -> dict[str, float]:
+        return {}  # the latent statistics belong to the frozen encoder
