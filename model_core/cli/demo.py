@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and Path(args.checkpoint).resolve() == shipped.resolve():
         print(
             f"  note: the shipped '{config.name}' model was trained for about 1.8 h on 2 CPU "
-            "cores (docs/training.md): expect a blurry likeness of the character whose mouth "
-            "does not yet follow the voice; its measured quality is in the README "
-            "(LPM-Bench-mini)."
+            "cores (docs/training.md): expect a soft blob in the character's colours, not yet "
+            "a face, whose mouth does not follow the voice; its measured quality is in the "
+            "README (LPM-Bench-mini)."
         )
     if not args.checkpoint:
         print(
