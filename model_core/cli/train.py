@@ -198,13 +198,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_mouth_reader(args)
     if not args.out:
         raise UsageError("--out is required (a folder or s3://bucket/prefix)")
-    if not args.data:
-        raise UsageError("--data is required (a data folder, s3://..., or 'synthetic')")
-    if args.data not in ("synthetic",) and not args.data.startswith("s3://"):
-        from pathlib import Path
-
-        if not Path(args.data).is_dir():
-            raise UsageError(f"--data {args.data}: no such folder")
+    _check_data(args.data)
     from model_core.train.config import TINY_CURRICULUM, TrainConfig
     from model_core.train.loop import train
 
@@ -236,36 +230,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_data(data: str | None) -> None:
+    if not data:
+        raise UsageError("--data is required (a data folder, s3://..., or 'synthetic')")
+    if data != "synthetic" and not data.startswith("s3://"):
+        from pathlib import Path
+
+        if not Path(data).is_dir():
+            raise UsageError(f"--data {data}: no such folder")
+
+
 def _run_mouth_reader(args: argparse.Namespace) -> int:
     """`lpm train mouth-reader --data D --out reader.safetensors`: the frozen mouth reader
     whose reading of the decoded mouth the vae-decoder stage's `mouth_read` loss uses."""
-    from pathlib import Path
-
-    if not args.data:
-        raise UsageError("--data is required (curated shards or a `lpm data synth` folder)")
+    _check_data(args.data)
     if not args.out or not args.out.endswith(".safetensors"):
         raise UsageError("--out must name the reader's file, PATH.safetensors")
-    if args.data != "synthetic" and not args.data.startswith("s3://"):
-        if not Path(args.data).is_dir():
-            raise UsageError(f"--data {args.data}: no such folder")
     from model_core.config import LPMConfig
-    from model_core.train.data import open_clip_source
-    from model_core.train.mouth_reader import train_mouth_reader
+    from model_core.train.mouth_reader import train_reader_file
 
-    source = open_clip_source(args.data, LPMConfig.preset(args.preset))
     try:
-        reader, metrics = train_mouth_reader(
-            source,
+        metrics = train_reader_file(
+            args.data,
+            LPMConfig.preset(args.preset),
+            args.out,
+            progress=not args.no_progress,
             steps=args.steps or 3000,
             batch=args.batch or 64,
             lr=args.lr or 2e-3,
             seed=args.seed,
-            progress=not args.no_progress,
         )
     except ValueError as e:
         raise UsageError(f"mouth-reader: {e}") from None
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    reader.save(args.out)
     print(json.dumps({"stage": "mouth-reader", "out": args.out, **metrics}))
     return 0
 

@@ -170,15 +170,12 @@ def run_curriculum(
 def _mouth_reader(work: Path, data: str, preset: str, report: dict, progress: bool, log) -> Path:
     """The frozen mouth reader a `mouth_read` loss needs, trained once per work folder on
     the curriculum's own data (`lpm train mouth-reader`)."""
-    from model_core.train.data import open_clip_source
-    from model_core.train.mouth_reader import train_mouth_reader
+    from model_core.train.mouth_reader import train_reader_file
 
     path = work / "mouth_reader.safetensors"
     if not path.exists():
         log(f"[mouth-reader] training on {data} -> {path}")
-        source = open_clip_source(data, LPMConfig.preset(preset))
-        reader, metrics = train_mouth_reader(source, progress=progress)
-        reader.save(path)
+        metrics = train_reader_file(data, LPMConfig.preset(preset), path, progress)
         report["mouth_reader"] = metrics
         log(f"[mouth-reader] {json.dumps(metrics)}")
     return path

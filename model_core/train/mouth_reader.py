@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from model_core.progress import progress_bar
+from model_core.train.objectives.vae import recolour
 
 PATCH = (16, 32)  # (height, width) the mouth band is resampled to
 
@@ -87,19 +88,18 @@ class LPMMouthReader(nn.Module):
         return reader.eval().requires_grad_(False)
 
 
+def _soften(x: Tensor) -> Tensor:
+    """Frames (N, 3, H, W) at half resolution and back: about as soft as a tiny-VAE decode."""
+    return F.interpolate(F.avg_pool2d(x, 2), x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
-    """Recolour (channel order and mirror, as the VAE stages do) and blur half the frames."""
-    n = x.shape[0]
-    perm = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
-    x = torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
-    sign = torch.randint(0, 2, (n, 3, 1, 1), generator=gen).to(x.dtype) * 2 - 1
-    x = x * sign
-    blur = torch.rand(n, generator=gen) < 0.5
+    """Every frame recoloured as the VAE stages recolour clips, half of them softened."""
+    x = recolour(x[:, :, None], 1.0)[:, :, 0]
+    blur = torch.rand(x.shape[0], generator=gen) < 0.5
     if bool(blur.any()):
-        h, w = x.shape[-2:]
-        soft = F.interpolate(F.avg_pool2d(x[blur], 2), (h, w), mode="bilinear", align_corners=False)
         x = x.clone()
-        x[blur] = soft
+        x[blur] = _soften(x[blur])
     return x
 
 
@@ -139,22 +139,15 @@ def _as_input(frames: Tensor) -> Tensor:
     return frames.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def pearson(a: Tensor, b: Tensor) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
-
-
 @torch.no_grad()
 def evaluate_reader(reader: LPMMouthReader, data: dict[str, Tensor], blur: bool = False) -> float:
     """Pearson r of the reader's openings with the ground truth's on `data`."""
     x = _as_input(data["frames"])
-    if blur:
-        h, w = x.shape[-2:]
-        x = F.interpolate(F.avg_pool2d(x, 2), (h, w), mode="bilinear", align_corners=False)
+    x = _soften(x) if blur else x
     pred = torch.cat(
         [reader(x[i : i + 512], data["boxes"][i : i + 512]) for i in range(0, len(x), 512)]
     )
-    return pearson(pred, data["opening"])
+    return float(torch.corrcoef(torch.stack([pred, data["opening"].to(pred.dtype)]))[0, 1])
 
 
 def train_mouth_reader(
@@ -201,3 +194,16 @@ def train_mouth_reader(
         "val_r_blurred": evaluate_reader(reader, val, blur=True),
     }
     return reader, metrics
+
+
+def train_reader_file(
+    data: str, cfg, out: str | Path, progress: bool | None = None, **kw
+) -> dict[str, float]:
+    """`lpm train mouth-reader`: a reader fitted on the clips of `data` (curated shards, a
+    synth folder, s3://... or "synthetic") and saved to `out`; returns its figures."""
+    from model_core.train.data import open_clip_source
+
+    reader, metrics = train_mouth_reader(open_clip_source(data, cfg), progress=progress, **kw)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    reader.save(out)
+    return metrics

@@ -151,6 +151,10 @@ class DecoderObjective(VAEObjective):
         fb = batch if isinstance(batch, FrameBatch) else FrameBatch(batch)
         video, pcm = recolour(fb.video, self.p_recolour), fb.pcm
         mouth = self.mouth_weights(fb.mouth, video.shape[-2:])
+        # Each frame's mouth region on the pixel grid, once: the mouth options all read it.
+        inside = None
+        if fb.mouth is not None or self.needs_mouth:
+            inside = self.mouth_region(fb.mouth, video.shape[-2:])
         with torch.no_grad():
             z = vae.normalize(vae.encode_posterior(video)[0])
             smoothed = 0
@@ -162,14 +166,13 @@ class DecoderObjective(VAEObjective):
                     )
                 smoothed = int(pick.sum())
             if self.p_mouth_smooth + self.p_mouth_shuffle > 0:
-                z, n = self.unsync_mouth(z, fb)
+                z, n = self.unsync_mouth(z, inside)
                 smoothed += n
         recon = vae.decode(z, clamp=False, audio=pcm)
         weights = combine_weights(motion_weights(video, self.w_motion), mouth)
         if self.mouth_only:
             # Only the mouth (and a little of the rest, so the voice leaves it alone) counts:
             # the few pixels that carry lip sync are otherwise a rounding error of the loss.
-            inside = self.mouth_region(fb.mouth, video.shape[-2:])
             weights = combine_weights(weights, inside + self.mouth_outside)
             l1 = weighted_mean((recon - video).abs(), weights)
             grad = gradient_loss(recon * inside, video * inside)
@@ -197,13 +200,12 @@ class DecoderObjective(VAEObjective):
             }
             if read is not None:
                 metrics["mouth_read_mse"] = read.item()
-            if fb.mouth is not None:  # the L1 inside the mouth region alone
-                inside = self.mouth_region(fb.mouth, video.shape[-2:])
+            if inside is not None:  # the L1 inside the mouth region alone
                 metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), inside))
         return loss, metrics
 
-    def unsync_mouth(self, z: torch.Tensor, fb: FrameBatch) -> tuple[torch.Tensor, int]:
-        """The mouth's latent cells of some clips made useless for lip sync: smoothed along
+    def unsync_mouth(self, z: torch.Tensor, inside: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """`inside`: the batch's pixel mouth coverage (`mouth_region`). The mouth's latent cells of some clips made useless for lip sync: smoothed along
         time (`mouth_smooth`: a resting mouth) or shuffled in time (`mouth_shuffle`: a moving
         mouth out of step with the voice, as a generator that does not hear draws it). The
         rest of each latent is kept, so the voice is the only way to the right mouth."""
@@ -212,7 +214,7 @@ class DecoderObjective(VAEObjective):
         shuffle = ~smooth & (draw < self.p_mouth_smooth + self.p_mouth_shuffle)
         if not bool((smooth | shuffle).any()):
             return z, 0
-        cells = latent_mouth_mask(self.mouth_region(fb.mouth, fb.video.shape[-2:]), z.shape[-2:])
+        cells = latent_mouth_mask(inside, z.shape[-2:])
         other = smooth_latents(z, self.smooth_window)
         if bool(shuffle.any()) and z.shape[2] > 2:
             order = torch.cat(

@@ -327,7 +327,6 @@ def test_unsynced_mouth_changes_the_mouth_s_cells_and_nothing_else(micro_cfg, ho
     import torch
 
     from model_core.model import LPMModel
-    from model_core.train.data import FrameBatch
     from model_core.train.objectives import make_objective
 
     obj = make_objective("vae-decoder", LPMModel(micro_cfg), {how: 1.0, "smooth_window": 9})
@@ -335,8 +334,7 @@ def test_unsynced_mouth_changes_the_mouth_s_cells_and_nothing_else(micro_cfg, ho
     z = torch.randn(2, 4, 9, 4, 4)
     mouth = torch.full((2, 33, 4), float("nan"))
     mouth[0] = torch.tensor([8.0, 16.0, 16.0, 24.0])  # clip 0: pixels 8-15 x 16-23
-    video = torch.zeros(2, 3, 33, 32, 32)
-    out, n = obj.unsync_mouth(z, FrameBatch(video, mouth=mouth))
+    out, n = obj.unsync_mouth(z, obj.mouth_region(mouth, (32, 32)))
     assert n == 2
     cells = torch.zeros(4, 4, dtype=torch.bool)
     cells[1:4, 0:3] = True  # latent cell (2, 1) grown by one
