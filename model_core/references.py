@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -121,17 +120,10 @@ class EncodedReferences:
 
     def concat_image(self, cfg: LPMConfig) -> torch.Tensor:
         """The latent a `ref_concat` transformer concatenates to every video frame: the
-        first face in slot order (the neutral one when given), resized to the video's latent
-        grid, since a face close-up is framed like the video's crop, while the global image
-        is a studio shot of the whole figure; the global latent when there is no face."""
-        order = face_slot_order(list(self.face), cfg.refs)
-        if not order:
-            return self.global_latent
-        z = self.face[order[0][0]]
-        h, w = self.global_latent.shape[-2:]
-        return F.interpolate(z[:, :, 0], size=(h, w), mode="bilinear", align_corners=False)[
-            :, :, None
-        ]
+        global image, the picture of the character that the video should look like. Copying
+        it cell by cell only helps when it is framed like the video (a user's picture, or in
+        training a window's own first frame: the `framed_global` option)."""
+        return self.global_latent
 
     def only_global(self) -> EncodedReferences:
         return EncodedReferences(self.global_latent, {}, {}, self.model_version)

@@ -62,7 +62,7 @@ def main() -> None:
 
     for spec in specs[: a.samples]:
         sample = renderer.render(spec)
-        refs = pipe.encode_references(sample.refs)
+        refs = pipe.encode_references(sample.model_refs)
         stream = pipe.start_stream(refs, text=sample.identity.describe(), seed=spec.index)
         lats = []
         for k in range(a.seconds):

@@ -4,12 +4,12 @@ For a few held-out speaking samples of LPM-Bench-mini, one PNG: per sample three
 (ground-truth footage, the Base teacher's render, the Online stream) of every `--every`-th
 frame. Metrics summarise; this shows what they summarise.
 
-`--framed` gives the generators the sample's own first frame as the global reference instead
-of the studio portrait (the other references as they are): a reference framed like the
-footage.
+The generators get what the bench gives them (`ScenarioSample.model_refs`: the framed
+picture as the global reference); `--studio` gives them the studio portrait instead, and
+`--framed` the sample's own first frame.
 
 Usage: .venv/bin/python scripts/generator-frames.py [CHECKPOINT] [--samples 3] [--seconds 2]
-       [--every 5] [--framed] -o OUT.png
+       [--every 5] [--studio | --framed] -o OUT.png
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--framed", action="store_true", help="the first frame as global reference")
+    ap.add_argument("--studio", action="store_true", help="the studio portrait as global reference")
     ap.add_argument("-o", "--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -44,7 +45,7 @@ def main() -> None:
     for spec in specs[: a.samples]:
         sample = ScenarioRenderer().render(spec)
         text = sample.identity.describe()
-        refs = sample.refs
+        refs = sample.refs if a.studio else sample.model_refs
         if a.framed:
             refs = ReferenceImages(sample.frames[0], dict(refs.body), dict(refs.face))
         base = pipe.render_base(refs, sample.speak, sample.listen, seconds=a.seconds, text=text)

@@ -29,6 +29,7 @@ from model_core.data.performer.render import (
     VIEWS,
     Camera,
     CharacterRenderer,
+    Pose,
     face_params,
     reference_set,
 )
@@ -136,10 +137,23 @@ class ScenarioSample:
     head_yaw: np.ndarray = field(repr=False)  # (T,) degrees, camera-relative
     reaction: np.ndarray = field(repr=False)  # (T,) bool: a scripted nod or brow raise
     text: str = ""
+    # uint8 (H, W, 3): the character at rest in the footage's framing and scene (same camera
+    # and background, neutral face, not a frame of the window): the picture a user hands an
+    # image-to-video model. The generators get it as their global reference
+    # (`model_refs`); the identity judge keeps scoring against the studio set, `refs`.
+    picture: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
         return self.spec.kind
+
+    @property
+    def model_refs(self) -> ReferenceImages:
+        """What the generators are given: the framed picture as the global image, then the
+        studio body views and faces."""
+        if self.picture is None:
+            return self.refs
+        return ReferenceImages(self.picture, dict(self.refs.body), dict(self.refs.face))
 
     @cached_property
     def speech_energy(self) -> np.ndarray:
@@ -266,6 +280,7 @@ class ScenarioRenderer:
             frames[t] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
             mouth[t] = face_params(pose).mouth_open
             head_yaw[t] = pose.body_yaw + pose.yaw
+        picture = np.clip(renderer.render(Pose(body_yaw=yaw), cam, background) + 0.5, 0, 255)
         a = f0 * SAMPLE_RATE // FPS
         b = a + n * SAMPLE_RATE // FPS
         texts = [
@@ -285,6 +300,7 @@ class ScenarioRenderer:
             head_yaw=head_yaw,
             reaction=np.array([r in ("nod", "brow_raise") for r in script.reaction[f0 : f0 + n]]),
             text=identity.describe() + (f', saying "{texts[0]}"' if texts else ""),
+            picture=picture.astype(np.uint8),
         )
 
     def render_loop(self, spec: ScenarioSpec, minute_seconds: int) -> ScenarioSample:

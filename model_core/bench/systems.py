@@ -49,7 +49,7 @@ class SystemRunner:
     seed: int = 0
 
     def references(self, sample: ScenarioSample):
-        enc = self.pipe.encode_references(sample.refs)
+        enc = self.pipe.encode_references(sample.model_refs)
         return enc.only_global() if self.name == "single_ref" else enc
 
     def tracks(self, speak: np.ndarray, listen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: lpm perform --ref-global me.png --speak hello.wav -o out/hello.mp4",
     )
     add_model_arguments(p)
-    p.add_argument("--ref-global", required=True, metavar="IMG", help="global appearance image")
+    p.add_argument(
+        "--ref-global",
+        required=True,
+        metavar="IMG",
+        help="the picture the video should look like, framed as the video (head and shoulders)",
+    )
     p.add_argument(
         "--ref-body",
         action="append",

@@ -62,22 +62,40 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
         ema=0.995,
         options={"frames": 49, "chunk": 12, "motion_weight": 2.0, "recolour": 0.5},
     ),
+    # `ref_concat` + `framed_global`: the global reference is a picture framed like the video
+    # (in training the window's own first frame), concatenated to every frame's latent, so the
+    # generators learn to copy the character from it (docs/training.md, "A picture framed like
+    # the video"). Every later stage conditions on the same picture.
     "base": dict(
         steps=8000,
         batch=2,
         lr=3e-4,
         ema=0.998,
-        options={"timestep_shift": 3.0, "motion_weight": 1.0},
+        options={
+            "timestep_shift": 3.0,
+            "motion_weight": 1.0,
+            "ref_concat": 1,
+            "framed_global": 1.0,
+        },
     ),
     "ode": dict(
-        steps=1000, batch=2, lr=1e-4, ema=0.99, options={"ode_steps": 4, "context_noise": 0.3}
+        steps=1000,
+        batch=2,
+        lr=1e-4,
+        ema=0.99,
+        options={"ode_steps": 4, "context_noise": 0.3, "framed_global": 1.0},
     ),
     "dmd-off": dict(
-        steps=600, batch=2, lr=2e-5, options={"generator_every": 2, "context_noise": 0.3}
+        steps=600,
+        batch=2,
+        lr=2e-5,
+        options={"generator_every": 2, "context_noise": 0.3, "framed_global": 1.0},
     ),
-    "dmd-on": dict(steps=400, batch=2, lr=2e-5, options={"generator_every": 2}),
-    "refiner": dict(steps=2000, batch=2, lr=2e-4, ema=0.995),
-    "dpo": dict(steps=200, batch=2, lr=5e-6, options={"beta": 500.0}),
+    "dmd-on": dict(
+        steps=400, batch=2, lr=2e-5, options={"generator_every": 2, "framed_global": 1.0}
+    ),
+    "refiner": dict(steps=2000, batch=2, lr=2e-4, ema=0.995, options={"framed_global": 1.0}),
+    "dpo": dict(steps=200, batch=2, lr=5e-6, options={"beta": 500.0, "framed_global": 1.0}),
     "vae-decoder": dict(
         steps=2000, batch=1, lr=2e-4, ema=0.99, options={"frames": 49, "motion_weight": 2.0}
     ),

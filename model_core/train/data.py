@@ -342,6 +342,10 @@ class LatentBatch:
     # (B, F, 4) mouth region per latent frame in latent-grid units (x0, y0, x1, y1), NaN where
     # unknown; None when the data has no face boxes. See `mouth_boxes` and `mouth_weights`.
     mouth: torch.Tensor | None = None
+    # (B, z, 1, h, w): the window's first frame encoded alone, a picture framed like the
+    # footage (what the `framed_global` option gives as the global reference); None in a
+    # cache built before pictures were kept.
+    picture: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -407,6 +411,7 @@ class LatentCache:
     seconds: int
     vae_version: str = ""
     mouth: torch.Tensor | None = None  # (N, F, 4) float32, see `LatentBatch.mouth`
+    pictures: torch.Tensor | None = None  # (N, z, 1, h, w) float16, see `LatentBatch.picture`
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -431,7 +436,7 @@ class LatentCache:
         if not wins:
             raise ValueError(f"no usable {seconds}-second windows in the data")
         pick = sorted(np.random.default_rng(seed).permutation(len(wins))[:max_windows])
-        lat, spk, lis, caps, ids, mouth = [], [], [], [], [], []
+        lat, spk, lis, caps, ids, mouth, pics = [], [], [], [], [], [], []
         refs, images = {}, {}
         tf, sf = cfg.vae.temporal_factor, cfg.vae.spatial_factor
         size = (cfg.video.height, cfg.video.width)
@@ -445,6 +450,7 @@ class LatentCache:
             prime = image_to_tensor(images[clip.identity].global_image, size)[:, :, None]
             video = torch.cat([prime, video_tensor(clip.frames)[None]], dim=2)
             lat.append(model.vae.encode(video)[0, :, 1:].half())
+            pics.append(model.vae.encode(video[:, :, 1:2])[0].half())
             spk.append(torch.from_numpy(clip.speak).half())
             lis.append(torch.from_numpy(clip.listen).half())
             caps.append(clip.caption)
@@ -466,6 +472,7 @@ class LatentCache:
             seconds,
             vae_version,
             torch.stack(mouth) if any(not m.isnan().all() for m in mouth) else None,
+            torch.stack(pics),
         )
 
     def save(self, path: str | Path) -> None:
@@ -482,6 +489,7 @@ class LatentCache:
                 "seconds",
                 "vae_version",
                 "mouth",
+                "pictures",
             )
         }
         blob["refs"] = {k: v.to_bytes() for k, v in self.refs.items()}
@@ -521,6 +529,7 @@ class LatentCache:
             ids,
             [self.ref_images[i] for i in ids],
             None if self.mouth is None else self.mouth[index],
+            None if self.pictures is None else self.pictures[index].float(),
         )
 
 

@@ -145,8 +145,11 @@ class Trainer:
         if path.is_file():
             cache = LatentCache.load(path)
             fits = cache.vae_version == version and cache.seconds >= tc.clip_seconds
-            # A cache from before face boxes were kept is rebuilt for a stage that needs them.
-            if fits and (cache.mouth is not None or not self.objective.needs_mouth):
+            # A cache from before face boxes or pictures were kept is rebuilt for a stage
+            # that needs them.
+            fits &= cache.mouth is not None or not self.objective.needs_mouth
+            fits &= cache.pictures is not None or not self.objective.needs_picture
+            if fits:
                 return cache
         source = source or open_clip_source(tc.data, self.cfg, tc.max_recordings)
         cache = LatentCache.build(

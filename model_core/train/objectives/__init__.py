@@ -42,6 +42,16 @@ class Objective:
         # Extra loss weight on the mouth region (`mouth_weights`); the data must then carry
         # face boxes (curated shards or recordings with the performer's ground truth).
         self.w_mouth = self.option("mouth_weight", 0.0)
+        # Probability that a sample's global reference is its window's first frame
+        # (`LPMConditioner`); the latent cache must then hold those frames.
+        self.p_framed = self.option("framed_global", 0.0)
+        if not 0.0 <= self.p_framed <= 1.0:
+            raise ValueError(f"framed_global must be a probability in [0, 1], got {self.p_framed}")
+
+    @property
+    def needs_picture(self) -> bool:
+        """Whether latent batches must carry each window's first frame."""
+        return self.p_framed > 0
 
     @property
     def needs_mouth(self) -> bool:

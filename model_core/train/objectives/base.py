@@ -27,7 +27,7 @@ class BaseFlowObjective(Objective):
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
-        self.cond = LPMConditioner(model)
+        self.cond = LPMConditioner(model, self.p_framed)
         self.chunks = self.option("chunks", 2)
         self.p_text = self.option("drop_text", 0.1)
         self.p_audio = self.option("drop_audio", 0.1)

@@ -4,6 +4,7 @@ Backbone (the same arithmetic as `OnlineStream.backbone`, but able to carry grad
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,8 +32,13 @@ class Conditioning:
 
 
 class LPMConditioner:
-    def __init__(self, model):
-        self.model, self.cfg = model, model.cfg
+    """`framed`: the probability, per sample, that the global reference is the window's own
+    first frame (`LatentBatch.picture`) instead of the identity's studio portrait: a picture
+    framed like the footage, which is what a user hands an image-to-video model, and what a
+    `ref_concat` transformer can copy cell by cell."""
+
+    def __init__(self, model, framed: float = 0.0):
+        self.model, self.cfg, self.framed = model, model.cfg, framed
         dit = self.cfg.dit
         self.history = max(dit.speak_window[0], dit.listen_window[0])
         self.fpc = self.cfg.latent_frames_per_chunk
@@ -59,6 +65,8 @@ class LPMConditioner:
             speak = m.audio_encoder(batch.speak)[:, -keep:]
             listen = m.audio_encoder(batch.listen)[:, -keep:]
         refs = batch.refs.only_global() if only_global else batch.refs
+        if self.framed > 0:
+            refs = framed_references(refs, batch.picture, self.framed)
         return Conditioning(ctx, mask, speak, listen, refs, self.history)
 
     def unconditional(self, cond: Conditioning) -> Conditioning:
@@ -96,6 +104,21 @@ class LPMConditioner:
         )
 
 
+def framed_references(
+    refs: EncodedReferences, picture: torch.Tensor | None, p: float
+) -> EncodedReferences:
+    """`refs` with each sample's global latent swapped, with probability `p`, for its
+    window's first frame."""
+    if picture is None:
+        raise ValueError(
+            "the framed_global option needs the windows' first frames; this latent cache was "
+            "built before they were kept (delete it to rebuild)"
+        )
+    g = refs.global_latent
+    swap = (torch.rand(g.shape[0]) < p).view(-1, 1, 1, 1, 1)
+    return dataclasses.replace(refs, global_latent=torch.where(swap, picture.to(g), g))
+
+
 def crop_chunks(
     batch: LatentBatch,
     first: int,
@@ -115,6 +138,7 @@ def crop_chunks(
         batch.identities,
         batch.ref_images,
         None if batch.mouth is None else batch.mouth[:, first * fpc : (first + chunks) * fpc],
+        batch.picture,
     )
 
 

@@ -44,7 +44,7 @@ class DMDObjective(Objective):
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
-        self.cond = LPMConditioner(model)
+        self.cond = LPMConditioner(model, self.p_framed)
         self.chunks = self.option("chunks", self.default_chunks)
         self.guidance = self.option("guidance_scale", float(self.cfg.sampler.guidance_scale))
         self.generator_every = self.option("generator_every", 2)

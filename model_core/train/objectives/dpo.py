@@ -59,7 +59,7 @@ class DPOObjective(Objective):
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
-        self.cond = LPMConditioner(model)
+        self.cond = LPMConditioner(model, self.p_framed)
         self.beta = self.option("beta", 500.0)
         self.reference = copy.deepcopy(model.backbone).requires_grad_(False)
         judge = self.options.get("judge")

@@ -30,7 +30,7 @@ class ODEObjective(Objective):
     def __init__(self, model, options=None):
         super().__init__(model, options)
         model.init_online_from_base()  # a resumed run overwrites this with its checkpoint
-        self.cond = LPMConditioner(model)
+        self.cond = LPMConditioner(model, self.p_framed)
         self.chunks = self.option("chunks", 2)
         self.ode_steps = self.option("ode_steps", 8)
         self.guidance = self.option("guidance_scale", float(self.cfg.sampler.guidance_scale))

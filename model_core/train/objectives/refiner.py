@@ -35,7 +35,7 @@ class RefinerObjective(Objective):
         super().__init__(model, options)
         if self.option("init_from_base", True):
             init_refiner_from_base(model)  # a resumed run overwrites this with its checkpoint
-        self.cond = LPMConditioner(model)
+        self.cond = LPMConditioner(model, self.p_framed)
         self.l1 = self.option("l1_weight", 0.5)
 
     def trainable_modules(self):

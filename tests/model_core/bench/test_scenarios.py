@@ -60,6 +60,24 @@ def test_rendered_sample_has_footage_audio_references_and_labels(dialogue_sample
     assert (s.state == "speaking").any() and (s.state == "listening").any()
 
 
+def test_the_generators_get_a_picture_framed_like_the_footage(dialogue_sample):
+    """The global reference the generators get is the character at rest in the footage's
+    own camera and scene, not a frame of the window; the judge keeps the studio set."""
+    s = dialogue_sample
+    pic = s.picture
+    assert pic.shape == s.frames[0].shape and pic.dtype == np.uint8
+    assert s.model_refs.global_image is pic
+    assert s.model_refs.body.keys() == s.refs.body.keys()
+    assert s.model_refs.face.keys() == s.refs.face.keys()
+    assert s.refs.global_image is not pic
+    # The top corners are the scene's background, in the picture as in the footage, and not
+    # the studio grey of the reference set.
+    corner = (slice(0, 6), slice(0, 6))
+    assert np.abs(pic[corner].astype(int) - s.frames[0][corner].astype(int)).mean() < 3
+    assert np.abs(pic[corner].astype(int) - s.refs.global_image[corner].astype(int)).mean() > 5
+    assert not any(np.array_equal(pic, f) for f in s.frames)
+
+
 def test_sample_speech_comes_from_held_out_lines(dialogue_sample):
     heldout = {line.text for line in lines_for("heldout")}
     said = dialogue_sample.text.split('saying "')[-1].rstrip('"')
@@ -70,3 +88,4 @@ def test_rendering_is_deterministic(dialogue_sample):
     again = ScenarioRenderer().render(dialogue_sample.spec)
     assert np.array_equal(again.frames, dialogue_sample.frames)
     assert np.array_equal(again.speak, dialogue_sample.speak)
+    assert np.array_equal(again.picture, dialogue_sample.picture)

@@ -71,4 +71,5 @@ def fixed_cache(micro_cache) -> LatentCache:
         c.seconds,
         c.vae_version,
         c.mouth[:1],
+        c.pictures[:1],
     )
