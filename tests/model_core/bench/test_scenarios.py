@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from model_core.bench.scenarios import (
     KINDS,
@@ -89,3 +90,28 @@ def test_rendering_is_deterministic(dialogue_sample):
     assert np.array_equal(again.frames, dialogue_sample.frames)
     assert np.array_equal(again.speak, dialogue_sample.speak)
     assert np.array_equal(again.picture, dialogue_sample.picture)
+
+
+class _RecordingPipe:
+    """Stands in for LPMPipeline.encode_references: keeps what a system was given."""
+
+    def __init__(self):
+        self.given = []
+
+    def encode_references(self, refs):
+        from model_core.references import EncodedReferences
+
+        self.given.append(refs)
+        return EncodedReferences(torch.zeros(1), {"front": torch.zeros(1)}, {})
+
+
+@pytest.mark.parametrize("system", ["online", "single_ref", "base", "merged_audio"])
+def test_every_generator_is_given_the_framed_picture(dialogue_sample, system):
+    from model_core.bench.systems import SystemRunner
+
+    pipe = _RecordingPipe()
+    enc = SystemRunner(system, pipe).references(dialogue_sample)
+    (given,) = pipe.given
+    assert given.global_image is dialogue_sample.picture
+    assert given.body.keys() == dialogue_sample.refs.body.keys()
+    assert (not enc.body) == (system == "single_ref")  # single_ref keeps the picture alone
