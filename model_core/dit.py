@@ -259,12 +259,12 @@ class LPMTransformer(nn.Module):
         return torch.stack([tt.flatten(), hh.flatten(), ww.flatten()], dim=1)
 
     # -- the reference sink ---------------------------------------------------------------------
-    def encode_sink(
-        self, refs: list[tuple[torch.Tensor, int, int]], image: torch.Tensor | None = None
-    ) -> LPMSink:
+    def encode_sink(self, refs: list[tuple[torch.Tensor, int, int]]) -> LPMSink:
         """refs: [(latent (B, z, 1, h, w), temporal slot, w offset)] -> per-layer sink K/V.
-        `image`: what a `ref_concat` transformer concatenates to every video frame
-        (`EncodedReferences.concat_image`; the first reference's latent when None)."""
+        A `ref_concat` transformer also keeps the first reference's latent (the global
+        image, first in `EncodedReferences.layout`), to concatenate to every video frame:
+        the picture the video should look like, which it can copy cell by cell when the
+        picture is framed like the video (in training, the `framed_global` option)."""
         toks, pos = [], []
         for z, slot, w0 in refs:
             x, grid = self.patchify(z)
@@ -278,11 +278,7 @@ class LPMTransformer(nn.Module):
             r, k, v = block.forward_sink(r, e6, rope)
             ks.append(k)
             vs.append(v)
-        if not self.cfg.ref_concat or not refs:
-            image = None
-        elif image is None:
-            image = refs[0][0]
-        return LPMSink(ks, vs, image)
+        return LPMSink(ks, vs, refs[0][0] if self.cfg.ref_concat and refs else None)
 
     # -- audio windows --------------------------------------------------------------------------
     def _audio(self, audio: LPMAudioInputs | None, hw: int) -> dict | None:

@@ -96,18 +96,18 @@ class OnlineStream:
         self.index = 0
         self.context, self.context_mask = context, context_mask
         window = cfg.online.window_chunks if window_chunks == -1 else window_chunks
-        layout, image = refs.layout(cfg), refs.concat_image(cfg)
+        layout = refs.layout(cfg)
         h, w = cfg.latent_hw
         ph, pw = cfg.dit.patch_size[1:]
         with torch.no_grad():
             self.cache = SinkWindowKVCache(
-                model.backbone.encode_sink(layout, image),
+                model.backbone.encode_sink(layout),
                 window,
                 self.frames_per_chunk,
                 (h // ph, w // pw),
                 cfg.refs.video_rope_offset,
             )
-            self.refiner_sink = model.refiner.encode_sink(layout, image)
+            self.refiner_sink = model.refiner.encode_sink(layout)
             self.decoder = model.vae.stream_decoder()
             self.decoder.push(refs.global_latent)  # latent frame 0: primes the causal cache
         hist = max(cfg.dit.speak_window[0], cfg.dit.listen_window[0])

@@ -188,7 +188,7 @@ class LPMPipeline:
         )
         ctx, mask = self.encode_text(text)
         null_ctx = self.model.text_encoder.null_context(1)
-        sink = net.encode_sink(enc.layout(cfg), enc.concat_image(cfg))
+        sink = net.encode_sink(enc.layout(cfg))
         frame_pos = torch.arange(frames) + cfg.refs.video_rope_offset
 
         def velocity(x: torch.Tensor, t: torch.Tensor, cond: bool) -> torch.Tensor:

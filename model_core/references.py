@@ -118,13 +118,6 @@ class EncodedReferences:
             out.append((z, rc.rope_slot_face, idx * (z.shape[-1] // ps[2])))
         return out
 
-    def concat_image(self, cfg: LPMConfig) -> torch.Tensor:
-        """The latent a `ref_concat` transformer concatenates to every video frame: the
-        global image, the picture of the character that the video should look like. Copying
-        it cell by cell only helps when it is framed like the video (a user's picture, or in
-        training a window's own first frame: the `framed_global` option)."""
-        return self.global_latent
-
     def only_global(self) -> EncodedReferences:
         return EncodedReferences(self.global_latent, {}, {}, self.model_version)
 

@@ -280,7 +280,7 @@ class ScenarioRenderer:
             frames[t] = np.clip(img + 0.5, 0, 255).astype(np.uint8)
             mouth[t] = face_params(pose).mouth_open
             head_yaw[t] = pose.body_yaw + pose.yaw
-        picture = np.clip(renderer.render(Pose(body_yaw=yaw), cam, background) + 0.5, 0, 255)
+        picture = renderer.render(Pose(body_yaw=yaw), cam, background)  # at rest
         a = f0 * SAMPLE_RATE // FPS
         b = a + n * SAMPLE_RATE // FPS
         texts = [
@@ -300,7 +300,7 @@ class ScenarioRenderer:
             head_yaw=head_yaw,
             reaction=np.array([r in ("nod", "brow_raise") for r in script.reaction[f0 : f0 + n]]),
             text=identity.describe() + (f', saying "{texts[0]}"' if texts else ""),
-            picture=picture.astype(np.uint8),
+            picture=np.clip(picture + 0.5, 0, 255).astype(np.uint8),
         )
 
     def render_loop(self, spec: ScenarioSpec, minute_seconds: int) -> ScenarioSample:

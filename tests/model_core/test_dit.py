@@ -261,8 +261,14 @@ def test_set_ref_concat_starts_as_the_same_model_and_then_sees_the_reference_per
 def test_the_concatenated_reference_is_the_global_picture():
     """A `ref_concat` transformer copies the picture of the character, the global image
     (framed like the video in the `framed_global` recipe), whatever faces come with it."""
-    cfg = LPMConfig.preset("tiny")
-    g = torch.randn(2, 16, 1, 16, 16)
-    refs = EncodedReferences(g, {}, {"neutral": torch.randn(2, 16, 1, 8, 8)})
-    assert refs.concat_image(cfg) is g
-    assert refs.only_global().concat_image(cfg) is g
+    from model_core.model import LPMModel
+    from tests.model_core.train.conftest import micro_config
+
+    cfg = micro_config()
+    model = LPMModel(cfg).eval()
+    model.set_ref_concat()
+    h, w = cfg.latent_hw
+    g = torch.randn(2, cfg.vae.z_dim, 1, h, w)
+    refs = EncodedReferences(g, {}, {"neutral": torch.randn(2, cfg.vae.z_dim, 1, 2, 2)})
+    assert model.backbone.encode_sink(refs.layout(model.cfg)).image is g
+    assert model.backbone.encode_sink(refs.only_global().layout(model.cfg)).image is g

@@ -84,7 +84,7 @@ class LPMConditioner:
         return LPMAudioInputs(cond.speak, cond.listen, spans[first : first + count])
 
     def sink(self, net: LPMTransformer, cond: Conditioning) -> LPMSink:
-        return net.encode_sink(cond.refs.layout(self.cfg), cond.refs.concat_image(self.cfg))
+        return net.encode_sink(cond.refs.layout(self.cfg))
 
     def forward_kwargs(
         self,
