@@ -93,16 +93,21 @@ class FaceProbe(nn.Module):
 
 
 class IdentityEmbedder(nn.Module):
-    """A 64 px frame -> unit-norm 64-d appearance embedding."""
+    """A frame at `input_size` px -> unit-norm 64-d appearance embedding. The features are
+    pooled to 4 x 4 before the head, so any input size shares the same weights' shapes (at
+    64 px the pooling does nothing: the first judges were trained so)."""
 
-    input_size = 64
-
-    def __init__(self, width: int = 32, dim: int = 64):
+    def __init__(self, width: int = 32, dim: int = 64, input_size: int = 64):
         super().__init__()
         w = width
+        self.input_size = input_size
         self.features = nn.Sequential(
-            _stem(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 4 * w)
-        )  # 64 -> 4
+            _stem(3, w),
+            _block(w, 2 * w),
+            _block(2 * w, 4 * w),
+            _block(4 * w, 4 * w),  # input / 16
+            nn.AdaptiveAvgPool2d(4),
+        )
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.SiLU(), nn.Linear(256, dim)
         )
@@ -144,7 +149,6 @@ def save_judges(judges: Judges, folder: Path = JUDGES_DIR) -> list[Path]:
 def load_judges(folder: Path | None = None, allow_untrained: bool = False) -> Judges:
     """The trained judges; with `allow_untrained`, random ones when none are saved (tests)."""
     folder = Path(folder) if folder else JUDGES_DIR
-    probe, embedder = FaceProbe(), IdentityEmbedder()
     paths = [folder / PROBE_FILE, folder / EMBEDDER_FILE]
     if not all(p.exists() for p in paths):
         if not allow_untrained:
@@ -153,13 +157,15 @@ def load_judges(folder: Path | None = None, allow_untrained: bool = False) -> Ju
             )
         torch.manual_seed(0)
         return Judges(FaceProbe().eval(), IdentityEmbedder().eval(), {}, trained=False)
-    info: dict = {}
+    from safetensors import safe_open
+
+    with safe_open(str(paths[1]), "pt") as f:
+        info = json.loads((f.metadata() or {}).get("info", "{}"))
+    # The first judges' embedder read 64 px and did not record it.
+    size = int(info.get("embedder", {}).get("input_size", 64))
+    probe, embedder = FaceProbe(), IdentityEmbedder(input_size=size)
     for model, path in zip((probe, embedder), paths):
         model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            info = json.loads((f.metadata() or {}).get("info", "{}"))
     return Judges(probe.eval(), embedder.eval(), info)
 
 

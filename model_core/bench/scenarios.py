@@ -246,8 +246,11 @@ class ScenarioRenderer:
                 continue
         raise RuntimeError(f"no script for {identity.id} seed {seed}")
 
-    def render(self, spec: ScenarioSpec) -> ScenarioSample:
-        identity = sample_identity(spec.identity_index, spec.population)
+    def render(self, spec: ScenarioSpec, look: CharacterIdentity | None = None) -> ScenarioSample:
+        """The sample `spec` describes; with `look`, the same performance (script, window,
+        camera yaw, background) by another character of the same index and voice, such as
+        a `twin_identity` (the metric validation's hard negatives)."""
+        identity = look or sample_identity(spec.identity_index, spec.population)
         n = spec.seconds * FPS
         best = None
         for attempt in range(4):

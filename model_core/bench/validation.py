@@ -11,7 +11,12 @@ broken versions of it; a metric that cannot tell real footage from these is not 
   sixteenth of the width): the right colours where they belong, and no eyes, mouth or
   outline. Identity must rank the footage above it. By how little it does shows how much of
   the identity judge's figure is a face and how much is colour and layout (on 10 samples:
-  0.973 for the footage, 0.927 blurred, 0.205 for another character).
+  0.973 for the footage, 0.927 blurred, 0.205 for another character, with the first
+  judge);
+- `face_twin`: the same performance by the character's face twin (`twin_identity`: the same
+  colours, hair, clothes and accessory, another face), scored against the character's own
+  references: identity must rank the footage above it;
+- `palette_twin`: the same by its palette twin (the same colours only).
 """
 
 from __future__ import annotations
@@ -27,7 +32,18 @@ from model_core.bench.metrics.listening import listening_score
 from model_core.bench.metrics.win_rate import win_rate
 from model_core.bench.scenarios import ScenarioSample
 
-VARIANTS = ("ground_truth", "shuffled", "noise", "static", "delayed", "other_identity", "blurred")
+VARIANTS = (
+    "ground_truth",
+    "shuffled",
+    "noise",
+    "static",
+    "delayed",
+    "other_identity",
+    "blurred",
+    "face_twin",
+    "palette_twin",
+)
+TWIN_VARIANTS = {"face_twin": "face", "palette_twin": "palette"}
 
 
 def corrupt(variant: str, samples: list[ScenarioSample], i: int, seed: int) -> np.ndarray:
@@ -51,7 +67,18 @@ def corrupt(variant: str, samples: list[ScenarioSample], i: int, seed: int) -> n
         sigma = frames.shape[2] / 16
         soft = gaussian_filter(frames.astype(np.float32), (0, sigma, sigma, 0))
         return np.clip(soft + 0.5, 0, 255).astype(np.uint8)
+    if variant in TWIN_VARIANTS:
+        return twin_footage(samples[i], TWIN_VARIANTS[variant])
     raise ValueError(variant)
+
+
+def twin_footage(sample: ScenarioSample, kind: str) -> np.ndarray:
+    """`sample`'s performance rendered again by its identity's twin of `kind`."""
+    from model_core.bench.scenarios import ScenarioRenderer
+    from model_core.data.performer.identity import twin_identity
+
+    look = twin_identity(sample.identity, kind)
+    return ScenarioRenderer(sample.frames.shape[1]).render(sample.spec, look).frames
 
 
 def validate_metrics(
@@ -102,7 +129,9 @@ def separation_checks(table: dict) -> dict[str, bool]:
         "lip_sync": better(
             "lip_sync", ("shuffled", "noise", "static", "delayed", "other_identity")
         ),
-        "identity": better("identity", ("noise", "other_identity", "blurred")),
+        "identity": better(
+            "identity", ("noise", "other_identity", "blurred", "face_twin", "palette_twin")
+        ),
         "listening": better("listening", ("shuffled", "noise", "static")),
         "flicker": better("flicker", ("shuffled", "noise"), higher=False),
     }

@@ -75,7 +75,20 @@ def register_train_judges(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-frames", type=int, default=4000)
     p.add_argument("--probe-epochs", type=int, default=8)
-    p.add_argument("--embed-steps", type=int, default=100)
+    p.add_argument("--embed-steps", type=int, default=1500)
+    p.add_argument(
+        "--embed-size", type=int, default=96, help="the identity embedder's input, px (>= 32)"
+    )
+    p.add_argument(
+        "--no-hard-negatives",
+        action="store_true",
+        help="train the embedder without twins and blurred negatives (as it was first trained)",
+    )
+    p.add_argument(
+        "--only",
+        choices=("probe", "embedder"),
+        help="train this judge only; the other is kept from the --out folder's judges",
+    )
     p.add_argument("--threads", type=int)
     p.set_defaults(func=run_train_judges, _prog=p.prog)
 
@@ -194,19 +207,33 @@ def run_quality(args: argparse.Namespace) -> int:
 def run_train_judges(args: argparse.Namespace) -> int:
     for name in ("probe_frames", "probe_epochs", "embed_steps", "threads"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    from model_core.bench.judges import JUDGES_DIR, save_judges
+    if args.embed_size < 32:
+        raise UsageError(f"--embed-size must be >= 32, got {args.embed_size}")
+    from model_core.bench.judges import JUDGES_DIR, load_judges, save_judges
     from model_core.bench.judges_train import JudgeTrainSettings, train_judges
 
     out = Path(args.out) if args.out else JUDGES_DIR
+    keep = None
+    if args.only:
+        try:
+            keep = load_judges(out)
+        except FileNotFoundError:
+            raise UsageError(
+                f"--only {args.only}: no judges in {out} to keep the other one from"
+            ) from None
     judges = train_judges(
         JudgeTrainSettings(
             seed=args.seed,
             probe_frames=args.probe_frames,
             probe_epochs=args.probe_epochs,
             embed_steps=args.embed_steps,
+            embed_size=args.embed_size,
+            hard_negatives=not args.no_hard_negatives,
             threads=args.threads,
         ),
         log=lambda m: print(m, file=sys.stderr, flush=True),
+        only=args.only,
+        keep=keep,
     )
     for path in save_judges(judges, out):
         print(f"  saved: {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -188,3 +188,47 @@ def identity_fingerprint(identity: CharacterIdentity) -> str:
     for k in ("id", "index", "split", "voice"):
         d.pop(k)
     return hashlib.sha1(repr(sorted(d.items())).encode()).hexdigest()[:16]
+
+
+# The face's proportions and their ranges in `sample_identity`: what tells two characters of
+# the same colours apart.
+FACE_SHAPE = {
+    "head_w": (0.85, 1.1),
+    "head_h": (1.05, 1.3),
+    "jaw": (0.0, 1.0),
+    "eye_size": (0.8, 1.25),
+    "eye_spacing": (0.32, 0.42),
+    "brow_thickness": (0.05, 0.1),
+    "nose_size": (0.7, 1.3),
+    "mouth_width": (0.24, 0.36),
+}
+TWIN_KINDS = ("face", "palette")
+
+
+def twin_identity(identity: CharacterIdentity, kind: str, seed: int = 0) -> CharacterIdentity:
+    """Another character with `identity`'s colours: a hard negative for an identity judge.
+
+    - "face": everything kept (colours, hair style, clothes, accessory, voice) except the
+      face's proportions, each redrawn at least 40% of its range away from the original;
+    - "palette": the same colours only: the face redrawn as above and another hair style,
+      clothing style and accessory.
+    Same index and voice, so a script drawn for `identity` plays for its twin too."""
+    if kind not in TWIN_KINDS:
+        raise ValueError(f"twin kind must be one of {TWIN_KINDS}, got {kind!r}")
+    rng = np.random.default_rng([seed, identity.index, 0x7A, TWIN_KINDS.index(kind)])
+    change: dict = {}
+    for name, (lo, hi) in FACE_SHAPE.items():
+        old, gap = getattr(identity, name), 0.4 * (hi - lo)
+        # The values at least `gap` away on either side, drawn in proportion to their room.
+        below, above = max(0.0, old - gap - lo), max(0.0, hi - old - gap)
+        u = rng.uniform(0, below + above)
+        change[name] = float(round(lo + u if u < below else old + gap + (u - below), 3))
+    if kind == "palette":
+
+        def other(options: tuple[str, ...], current: str) -> str:
+            return str(rng.choice([o for o in options if o != current]))
+
+        change["hair_style"] = other(HAIR_STYLES, identity.hair_style)
+        change["clothing_style"] = other(CLOTHING_STYLES, identity.clothing_style)
+        change["accessory"] = other(ACCESSORIES, identity.accessory)
+    return replace(identity, id=f"{identity.id}-{kind}-twin", **change)

@@ -115,3 +115,19 @@ def test_every_generator_is_given_the_framed_picture(dialogue_sample, system):
     assert given.global_image is dialogue_sample.picture
     assert given.body.keys() == dialogue_sample.refs.body.keys()
     assert (not enc.body) == (system == "single_ref")  # single_ref keeps the picture alone
+
+
+def test_a_twin_plays_the_same_performance_with_another_face(dialogue_sample):
+    from model_core.bench.validation import corrupt
+    from model_core.data.performer.identity import twin_identity
+
+    s = dialogue_sample
+    twin = ScenarioRenderer().render(s.spec, twin_identity(s.identity, "face"))
+    assert twin.identity.id.endswith("face-twin")
+    np.testing.assert_array_equal(twin.mouth_open, s.mouth_open)
+    np.testing.assert_array_equal(twin.state, s.state)
+    np.testing.assert_array_equal(twin.speak, s.speak)
+    diff = np.abs(twin.frames.astype(int) - s.frames.astype(int))
+    assert diff.mean() > 1  # another face
+    assert np.abs(twin.frames.mean((0, 1, 2)) - s.frames.mean((0, 1, 2))).max() < 12  # same colours
+    np.testing.assert_array_equal(corrupt("face_twin", [s], 0, seed=0), twin.frames)
