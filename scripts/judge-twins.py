@@ -26,9 +26,13 @@ def main() -> None:
     for index in heldout_identity_indices(args.rows):
         a = sample_identity(index)
         looks = [reference_set(x, 128) for x in (a, *(twin_identity(a, k) for k in TWIN_KINDS))]
-        rows.append(np.concatenate([r["global"] for r in looks] + [r["face/neutral"] for r in looks], 1))
+        rows.append(
+            np.concatenate([r["global"] for r in looks] + [r["face/neutral"] for r in looks], 1)
+        )
     grid = np.concatenate(rows, 0)
-    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(args.out)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
+        args.out
+    )
     print(f"wrote {args.out}: per row character, face twin, palette twin (portraits, then faces)")
 
 

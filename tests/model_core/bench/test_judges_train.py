@@ -51,8 +51,9 @@ def test_a_hard_negative_batch_holds_each_identity_with_its_face_twin():
     assert any(k >= 2 * n for k in classes)  # and some palette twins
     assert blur.sum() == 4 and (labels[blur] < 0).all() and len(set(labels[blur])) == 4
     assert not blur[labels >= 0].any()
-    plain = embedder_batch(by_id, n, JudgeTrainSettings(batch=32, hard_negatives=False),
-                           np.random.default_rng(0))
+    plain = embedder_batch(
+        by_id, n, JudgeTrainSettings(batch=32, hard_negatives=False), np.random.default_rng(0)
+    )
     assert not plain[2].any() and (plain[1] >= 0).all()
 
 
@@ -79,8 +80,9 @@ def test_training_only_the_embedder_keeps_the_probe_and_records_the_input_size(t
     torch.manual_seed(0)
     keep = load_judges(tmp_path, allow_untrained=True)
     keep.info = {"probe": {"note": "kept"}}
-    s = JudgeTrainSettings(embed_identities=6, embed_views=2, embed_steps=2, batch=16,
-                           val_identities=10, embed_size=64)
+    s = JudgeTrainSettings(
+        embed_identities=6, embed_views=2, embed_steps=2, batch=16, val_identities=10, embed_size=64
+    )
     judges = train_judges(s, log=lambda m: None, only="embedder", keep=keep)
     assert judges.probe is keep.probe and judges.info["probe"] == {"note": "kept"}
     assert judges.info["embedder"]["input_size"] == 64
@@ -88,8 +90,10 @@ def test_training_only_the_embedder_keeps_the_probe_and_records_the_input_size(t
     report = judges.info["embedder"]["heldout"]["heldout"]
     for key in ("face_twin_top1", "palette_twin_top1", "blurred_similarity"):
         assert 0 <= abs(report[key]) <= 1
-    save_judges(Judges(judges.probe, IdentityEmbedder(input_size=80), {
-        "embedder": {"input_size": 80}}), tmp_path)
+    save_judges(
+        Judges(judges.probe, IdentityEmbedder(input_size=80), {"embedder": {"input_size": 80}}),
+        tmp_path,
+    )
     assert load_judges(tmp_path).embedder.input_size == 80
     with pytest.raises(ValueError, match="keep"):
         train_judges(s, only="embedder")
