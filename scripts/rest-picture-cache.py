@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from model_core.pipeline import LPMPipeline
+from model_core.train.config import TrainConfig
 from model_core.train.data import LatentCache, open_clip_source, video_tensor
 from model_core.train.loop import module_digest
 
@@ -44,7 +45,11 @@ def main() -> None:
         return encode(video, *a, **k)
 
     source.clip, model.vae.encode = clip, encode_rest
-    cache = LatentCache.build(model, source, 2, 256, 0, vae_version=module_digest(model.vae))
+    tc = TrainConfig(stage="base", out=str(Path(args.out).parent))  # the loop's cache settings
+    version = module_digest(model.vae)
+    cache = LatentCache.build(
+        model, source, tc.clip_seconds, tc.max_windows, tc.seed, vae_version=version
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cache.save(args.out)
     print(f"wrote {args.out}: {len(cache.latents)} windows, pictures at rest")

@@ -147,12 +147,8 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     out = x.clone()
     for lv, sigma in ((1, 0.6), (2, 1.0), (3, 1.5)):
         sel = level == lv
-        if not sel.any():
-            continue
-        w = torch.exp(-(k**2) / (2 * sigma**2))
-        w = (w / w.sum()).view(1, 1, 1, 7).expand(3, 1, 1, 7)
-        xi = F.conv2d(F.pad(x[sel], (3, 3, 0, 0), mode="replicate"), w, groups=3)
-        out[sel] = F.conv2d(F.pad(xi, (0, 0, 3, 3), mode="replicate"), w.transpose(2, 3), groups=3)
+        if sel.any():
+            out[sel] = _separable_blur(x[sel], _gaussian_taps(k, sigma))
     gain = 1 + (torch.rand(b, 3, 1, 1, generator=g) - 0.5) * 0.2
     bias = (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.2
     noise = torch.randn(x.shape, generator=g) * (torch.rand(b, 1, 1, 1, generator=g) * 0.06)
@@ -231,17 +227,26 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, tau: float = 0.1) -> torc
     return -((logp * pos).sum(1)[anchors] / pos.sum(1)[anchors]).mean()
 
 
+def _gaussian_taps(k: torch.Tensor, sigma: float) -> torch.Tensor:
+    w = torch.exp(-(k**2) / (2 * sigma**2))
+    return w / w.sum()
+
+
+def _separable_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) convolved with `taps` across, then down (edges replicated)."""
+    r = len(taps) // 2
+    w = taps.view(1, 1, 1, -1).expand(3, 1, 1, -1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), w, groups=3)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), w.transpose(2, 3), groups=3)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> each image blurred with its own Gaussian `sigma` (pixels, (B,))."""
     r = int(np.ceil(3 * float(sigma.max())))
     k = torch.arange(-r, r + 1, dtype=torch.float32)
-    out = []
-    for xi, si in zip(x, sigma):
-        w = torch.exp(-(k**2) / (2 * float(si) ** 2))
-        w = (w / w.sum()).view(1, 1, 1, -1).expand(3, 1, 1, -1)
-        xi = F.conv2d(F.pad(xi[None], (r, r, 0, 0), mode="replicate"), w, groups=3)
-        out.append(F.conv2d(F.pad(xi, (0, 0, r, r), mode="replicate"), w.transpose(2, 3), groups=3))
-    return torch.cat(out)
+    return torch.cat(
+        [_separable_blur(xi[None], _gaussian_taps(k, float(si))) for xi, si in zip(x, sigma)]
+    )
 
 
 # Blur of the negatives as a fraction of the width: from above the strongest augmentation a
@@ -335,20 +340,13 @@ def train_embedder(
     }
 
 
-def _blurred(frames: np.ndarray) -> np.ndarray:
-    """The bench's `blurred` footage: sigma a sixteenth of the width."""
-    from scipy.ndimage import gaussian_filter
-
-    sigma = frames.shape[2] / 16
-    soft = gaussian_filter(frames.astype(np.float32), (0, sigma, sigma, 0))
-    return np.clip(soft + 0.5, 0, 255).astype(np.uint8)
-
-
 def validate_embedder(net: IdentityEmbedder, s: JudgeTrainSettings) -> dict:
     """On held-out identities: top-1 identification of frames among 10 reference sets, and
     similarities; then the hard cases: the same frames against their identity's face and
     palette twins' reference sets (`*_twin_top1`: how often the frames' own set wins), and
     the frames blurred as the bench's `blurred` row blurs them."""
+    from model_core.bench.validation import blur_footage
+
     out = {}
     for name, population in (("heldout", 0), ("unseen_population", 17)):
         val = JudgeFrames(
@@ -366,7 +364,7 @@ def validate_embedder(net: IdentityEmbedder, s: JudgeTrainSettings) -> dict:
             hits.extend(sims.argmax(1) == 0)
             own.extend(sims[:, 0])
             other.extend(sims[:, 1:].ravel())
-            blurred.extend((net.embed(_blurred(frames)) @ refs[k].T).max(1))
+            blurred.extend((net.embed(blur_footage(frames)) @ refs[k].T).max(1))
             for kind in TWIN_KINDS:
                 twin = twin_identity(val.ids[k], kind)
                 t = (z @ net.embed(np.stack(list(reference_set(twin, 128).values()))).T).max(1)

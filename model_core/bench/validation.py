@@ -64,12 +64,18 @@ def corrupt(variant: str, samples: list[ScenarioSample], i: int, seed: int) -> n
         other = samples[(i + 1) % len(samples)].frames
         return np.resize(other, frames.shape)
     if variant == "blurred":
-        sigma = frames.shape[2] / 16
-        soft = gaussian_filter(frames.astype(np.float32), (0, sigma, sigma, 0))
-        return np.clip(soft + 0.5, 0, 255).astype(np.uint8)
+        return blur_footage(frames)
     if variant in TWIN_VARIANTS:
         return twin_footage(samples[i], TWIN_VARIANTS[variant])
     raise ValueError(variant)
+
+
+def blur_footage(frames: np.ndarray) -> np.ndarray:
+    """uint8 (T, H, W, 3) blurred until no face is left: Gaussian, sigma a sixteenth of the
+    width (the `blurred` variant)."""
+    sigma = frames.shape[2] / 16
+    soft = gaussian_filter(frames.astype(np.float32), (0, sigma, sigma, 0))
+    return np.clip(soft + 0.5, 0, 255).astype(np.uint8)
 
 
 def twin_footage(sample: ScenarioSample, kind: str) -> np.ndarray:
