@@ -346,6 +346,9 @@ class LatentBatch:
     # footage (what the `framed_global` option gives as the global reference); None in a
     # cache built before pictures were kept.
     picture: torch.Tensor | None = None
+    # (B, F, temporal_factor) the ground truth's mouth opening at each latent frame's video
+    # frames, NaN where unknown; None in a cache built without it.
+    mouth_open: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -397,6 +400,26 @@ def mouth_weights(
     return 1.0 + strength * mouth_cover(mouth, shape)
 
 
+PICTURE_KINDS = ("first", "rest")
+
+
+def picture_frame(opening: np.ndarray | None, kind: str) -> int:
+    """Which frame of a window becomes its framed picture: the first, or for "rest" the most
+    closed-mouth one (the first when the opening is unknown)."""
+    if kind == "rest" and opening is not None and not np.isnan(opening).all():
+        return int(np.nanargmin(opening))
+    return 0
+
+
+def latent_openings(opening: np.ndarray | None, frames: int, temporal_factor: int) -> np.ndarray:
+    """Per-frame mouth openings (T,) -> (T // temporal_factor, temporal_factor), the video
+    frames of each latent frame in order; NaN where unknown (all NaN without an opening)."""
+    n = frames // temporal_factor
+    if opening is None:
+        return np.full((n, temporal_factor), np.nan, np.float32)
+    return np.asarray(opening[: n * temporal_factor], np.float32).reshape(n, temporal_factor)
+
+
 @dataclass
 class LatentCache:
     """Encoded windows of `seconds` seconds plus every identity's encoded references."""
@@ -412,6 +435,10 @@ class LatentCache:
     vae_version: str = ""
     mouth: torch.Tensor | None = None  # (N, F, 4) float32, see `LatentBatch.mouth`
     pictures: torch.Tensor | None = None  # (N, z, 1, h, w) float16, see `LatentBatch.picture`
+    mouth_open: torch.Tensor | None = None  # (N, F, tf) float32, see `LatentBatch.mouth_open`
+    # Which frame of the window `pictures` holds: "first", or "rest" (the window's most
+    # closed-mouth frame: a picture whose mouth says nothing about the window's speech).
+    picture_kind: str = "first"
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -427,16 +454,19 @@ class LatentCache:
         seed: int = 0,
         vae_version: str = "",
         progress=None,
+        picture: str = "first",
     ) -> LatentCache:
         from model_core.pipeline import LPMPipeline, image_to_tensor
 
+        if picture not in PICTURE_KINDS:
+            raise ValueError(f"picture must be one of {', '.join(PICTURE_KINDS)}, got {picture!r}")
         cfg = model.cfg
         pipe = LPMPipeline(model, vae_version or "training")
         wins = source.windows(seconds)
         if not wins:
             raise ValueError(f"no usable {seconds}-second windows in the data")
         pick = sorted(np.random.default_rng(seed).permutation(len(wins))[:max_windows])
-        lat, spk, lis, caps, ids, mouth, pics = [], [], [], [], [], [], []
+        lat, spk, lis, caps, ids, mouth, pics, opens = [], [], [], [], [], [], [], []
         refs, images = {}, {}
         tf, sf = cfg.vae.temporal_factor, cfg.vae.spatial_factor
         size = (cfg.video.height, cfg.video.width)
@@ -450,7 +480,9 @@ class LatentCache:
             prime = image_to_tensor(images[clip.identity].global_image, size)[:, :, None]
             video = torch.cat([prime, video_tensor(clip.frames)[None]], dim=2)
             lat.append(model.vae.encode(video)[0, :, 1:].half())
-            pics.append(model.vae.encode(video[:, :, 1:2])[0].half())
+            j = picture_frame(clip.mouth_open, picture)
+            pics.append(model.vae.encode(video[:, :, 1 + j : 2 + j])[0].half())
+            opens.append(torch.from_numpy(latent_openings(clip.mouth_open, len(clip.frames), tf)))
             spk.append(torch.from_numpy(clip.speak).half())
             lis.append(torch.from_numpy(clip.listen).half())
             caps.append(clip.caption)
@@ -473,6 +505,8 @@ class LatentCache:
             vae_version,
             torch.stack(mouth) if any(not m.isnan().all() for m in mouth) else None,
             torch.stack(pics),
+            torch.stack(opens) if any(not o.isnan().all() for o in opens) else None,
+            picture,
         )
 
     def save(self, path: str | Path) -> None:
@@ -490,6 +524,8 @@ class LatentCache:
                 "vae_version",
                 "mouth",
                 "pictures",
+                "mouth_open",
+                "picture_kind",
             )
         }
         blob["refs"] = {k: v.to_bytes() for k, v in self.refs.items()}
@@ -530,6 +566,7 @@ class LatentCache:
             [self.ref_images[i] for i in ids],
             None if self.mouth is None else self.mouth[index],
             None if self.pictures is None else self.pictures[index].float(),
+            None if self.mouth_open is None else self.mouth_open[index],
         )
 
 

@@ -136,6 +136,7 @@ class Trainer:
             )
         if cache is None:
             cache = self._latent_cache(source)
+        self.objective.prepare(cache)
         return LatentBatches(cache, tc.batch, tc.seed)
 
     def _latent_cache(self, source: ClipSource | None) -> LatentCache:
@@ -149,11 +150,21 @@ class Trainer:
             # that needs them.
             fits &= cache.mouth is not None or not self.objective.needs_mouth
             fits &= cache.pictures is not None or not self.objective.needs_picture
+            fits &= cache.mouth_open is not None or not self.objective.needs_mouth_open
+            fits &= cache.picture_kind == self.objective.picture_kind or not (
+                self.objective.needs_picture
+            )
             if fits:
                 return cache
         source = source or open_clip_source(tc.data, self.cfg, tc.max_recordings)
         cache = LatentCache.build(
-            self.model, source, tc.clip_seconds, tc.max_windows, tc.seed, vae_version=version
+            self.model,
+            source,
+            tc.clip_seconds,
+            tc.max_windows,
+            tc.seed,
+            vae_version=version,
+            picture=self.objective.picture_kind,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         cache.save(path)

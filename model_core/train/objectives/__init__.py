@@ -34,6 +34,7 @@ class Objective:
     name = "objective"
     data_kind = "latents"  # "frames" (pixel clips) or "latents" (LatentCache batches)
     frames_per_clip = 9  # pixel clips only: 1 + 4k frames
+    uses_mouth_latent = False  # whether `step` adds the `mouth_latent` term
 
     def __init__(self, model: LPMModel, options: dict[str, Any] | None = None):
         self.model = model
@@ -47,19 +48,70 @@ class Objective:
         self.p_framed = self.option("framed_global", 0.0)
         if not 0.0 <= self.p_framed <= 1.0:
             raise ValueError(f"framed_global must be a probability in [0, 1], got {self.p_framed}")
+        # Weight of the mouth-opening error of the generated clean latent against the
+        # footage's, both read by a reader fitted on the cache (`opening_error`); 0: off.
+        self.w_mouth_latent = self.option("mouth_latent", 0.0)
+        if self.w_mouth_latent < 0:
+            raise ValueError(f"mouth_latent must be >= 0, got {self.w_mouth_latent}")
+        self.reader = None
+        if self.w_mouth_latent > 0 and not self.uses_mouth_latent:
+            raise ValueError(
+                f"{self.name} has no mouth_latent option (base, ode, dmd-off, dmd-on and "
+                "refiner have)"
+            )
+        # Which frame of a window is its framed picture (`LatentCache.picture_kind`): "first",
+        # or "rest", the most closed-mouth one, so that the picture's mouth says nothing
+        # about the window's speech and the mouth must come from the voice.
+        self.picture_kind = self.option("picture", "first")
+        from model_core.train.data import PICTURE_KINDS
+
+        if self.picture_kind not in PICTURE_KINDS:
+            raise ValueError(
+                f"picture must be one of {', '.join(PICTURE_KINDS)}, got {self.picture_kind!r}"
+            )
 
     @property
     def needs_picture(self) -> bool:
-        """Whether latent batches must carry each window's first frame."""
-        return self.p_framed > 0
+        """Whether latent batches must carry each window's framed picture."""
+        return self.p_framed > 0 or self.w_mouth_latent > 0
 
     @property
     def needs_mouth(self) -> bool:
         """Whether batches must carry mouth regions (the loop builds them so)."""
-        return self.w_mouth > 0
+        return self.w_mouth > 0 or self.w_mouth_latent > 0
 
-    # Whether pixel batches must carry each frame's ground-truth mouth opening.
-    needs_mouth_open = False
+    @property
+    def needs_mouth_open(self) -> bool:
+        """Whether batches (pixel clips, or the latent cache) must carry each frame's
+        ground-truth mouth opening."""
+        return self.w_mouth_latent > 0
+
+    def prepare(self, cache) -> None:
+        """Called once with the `LatentCache` before the first step of a latent stage: fits
+        what an objective learns from the whole cache (the latent mouth reader)."""
+        if self.w_mouth_latent > 0 and self.reader is None:
+            from model_core.train.latent_mouth import fit_latent_mouth_reader
+
+            self.reader = fit_latent_mouth_reader(cache)
+
+    def opening_error(
+        self, x0_hat: torch.Tensor, x0: torch.Tensor, batch, frames=slice(None)
+    ) -> torch.Tensor:
+        """Mean squared difference between the mouth opening read from generated clean
+        latents `x0_hat` and from the footage's `x0` (the same frames of the batch, `frames`
+        of its latent frames), over the frames whose mouth is known (`mouth_latent`)."""
+        if self.reader is None:
+            raise RuntimeError("mouth_latent: the reader is fitted in prepare(cache) first")
+        self._require_mouth(batch.mouth)
+        if batch.picture is None:
+            raise ValueError("mouth_latent needs the windows' pictures in the latent cache")
+        mouth = batch.mouth[:, frames]
+        pred, known = self.reader.read(x0_hat, mouth, batch.picture)
+        with torch.no_grad():
+            true, _ = self.reader.read(x0, mouth, batch.picture)
+        if not known.any():
+            return x0_hat.sum() * 0.0
+        return (pred - true)[known].pow(2).mean()
 
     def _require_mouth(self, mouth: torch.Tensor | None) -> None:
         if mouth is None:
@@ -100,16 +152,20 @@ class Objective:
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
-    # Extra state that is not part of the LPM model (critics, frozen references, counters).
+    # Extra state that is not part of the LPM model (critics, frozen references, counters);
+    # a subclass adds its own to these.
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {} if self.reader is None else {"latent_mouth": self.reader.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if "latent_mouth" in state:
+            from model_core.train.latent_mouth import LatentMouthReader
+
+            self.reader = LatentMouthReader.from_state(state["latent_mouth"])
 
     def finalize(self, batches) -> dict[str, float]:
         """Called once after the last step, before the stage's final checkpoint."""
-        return {}
+        return {} if self.reader is None else {"latent_mouth_r": float(self.reader.held_out_r)}
 
 
 def make_objective(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from model_core.flow import add_noise, sample_training_timesteps
+from model_core.flow import add_noise, predict_x0, sample_training_timesteps
 from model_core.train.objectives import Objective
 from model_core.train.objectives.conditioning import LPMConditioner, random_crop
 from model_core.train.objectives.vae import combine_weights, motion_weights, weighted_mean
@@ -24,6 +24,7 @@ from model_core.train.objectives.vae import combine_weights, motion_weights, wei
 
 class BaseFlowObjective(Objective):
     name = "base"
+    uses_mouth_latent = True
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -65,9 +66,16 @@ class BaseFlowObjective(Objective):
             t[:, :fpc] = 0.0
             scored[:fpc] = False
         noise = torch.randn_like(x0)
-        v = m.base(add_noise(x0, noise, t), t, **self.cond.forward_kwargs(m.base, cond, f))
+        z_t = add_noise(x0, noise, t)
+        v = m.base(z_t, t, **self.cond.forward_kwargs(m.base, cond, f))
         err = (v - (noise - x0)).pow(2)[:, :, scored]
         mouth = self.mouth_weights(batch.mouth, x0.shape[-2:])
         w = combine_weights(motion_weights(x0, self.w_motion), mouth)
         loss = weighted_mean(err, None if w is None else w[:, :, scored])
-        return loss, {"fm": loss.item(), "fm_plain": err.mean().item(), "t": float(t[:, -1].mean())}
+        metrics = {"fm": loss.item(), "fm_plain": err.mean().item(), "t": float(t[:, -1].mean())}
+        if self.w_mouth_latent > 0:
+            x0_hat = predict_x0(z_t, v, t)[:, :, scored]
+            opening = self.opening_error(x0_hat, x0[:, :, scored], batch, scored)
+            loss = loss + self.w_mouth_latent * opening
+            metrics["mouth_latent"] = opening.item()
+        return loss, metrics

@@ -139,6 +139,9 @@ def crop_chunks(
         batch.ref_images,
         None if batch.mouth is None else batch.mouth[:, first * fpc : (first + chunks) * fpc],
         batch.picture,
+        None
+        if batch.mouth_open is None
+        else batch.mouth_open[:, first * fpc : (first + chunks) * fpc],
     )
 
 

@@ -39,6 +39,7 @@ from model_core.train.objectives.vae import weighted_mean
 
 
 class DMDObjective(Objective):
+    uses_mouth_latent = True
     on_policy = False
     default_chunks = 2
 
@@ -62,7 +63,7 @@ class DMDObjective(Objective):
 
     @property
     def needs_mouth(self) -> bool:
-        return self.w_mouth > 0 or self.mouth_regress > 0
+        return super().needs_mouth or self.mouth_regress > 0
 
     def trainable_modules(self):
         return [self.model.backbone, self.critic]
@@ -77,9 +78,10 @@ class DMDObjective(Objective):
         return groups
 
     def state_dict(self) -> dict:
-        return {"critic": self.critic.state_dict(), "count": self.count}
+        return {**super().state_dict(), "critic": self.critic.state_dict(), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.critic.load_state_dict(state["critic"])
         self.count = int(state["count"])
 
@@ -151,6 +153,10 @@ class DMDObjective(Objective):
                 mouth = weighted_mean((x - batch.x0).pow(2), region)
                 loss = loss + self.mouth_regress * mouth
                 metrics["mouth_mse"] = mouth.item()
+            if self.w_mouth_latent > 0:
+                opening = self.opening_error(x, batch.x0, batch)
+                loss = loss + self.w_mouth_latent * opening
+                metrics["mouth_latent"] = opening.item()
         # The critic: flow matching on the generator's (detached) samples.
         sample = x.detach()
         t = self._times(sample.shape[0])

@@ -26,6 +26,7 @@ from model_core.train.objectives.vae import weighted_mean
 
 class ODEObjective(Objective):
     name = "ode"
+    uses_mouth_latent = True
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -75,4 +76,9 @@ class ODEObjective(Objective):
         err = (pred - x_end[:, :, sl]).pow(2)
         w = self.mouth_weights(batch.mouth, x_t.shape[-2:])
         loss = weighted_mean(err, None if w is None else w[:, :, sl])
-        return loss, {"ode_mse": err.mean().item(), "chunk": target, "t": float(ts[k])}
+        metrics = {"ode_mse": err.mean().item(), "chunk": target, "t": float(ts[k])}
+        if self.w_mouth_latent > 0:  # the footage's opening, where the teacher's may be faint
+            opening = self.opening_error(pred, batch.x0[:, :, sl], batch, sl)
+            loss = loss + self.w_mouth_latent * opening
+            metrics["mouth_latent"] = opening.item()
+        return loss, metrics

@@ -30,6 +30,7 @@ def init_refiner_from_base(model) -> None:
 
 class RefinerObjective(Objective):
     name = "refiner"
+    uses_mouth_latent = True
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -63,4 +64,9 @@ class RefinerObjective(Objective):
         loss = mse + self.l1 * weighted_mean((pred - x0).abs(), w)
         with torch.no_grad():
             before = F.mse_loss(coarse, x0)
-        return loss, {"mse": mse.item(), "backbone_mse": float(before)}
+        metrics = {"mse": mse.item(), "backbone_mse": float(before)}
+        if self.w_mouth_latent > 0:
+            opening = self.opening_error(pred, x0, batch)
+            loss = loss + self.w_mouth_latent * opening
+            metrics["mouth_latent"] = opening.item()
+        return loss, metrics

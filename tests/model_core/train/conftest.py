@@ -72,4 +72,5 @@ def fixed_cache(micro_cache) -> LatentCache:
         c.vae_version,
         c.mouth[:1],
         c.pictures[:1],
+        c.mouth_open[:1],
     )
