@@ -1,5 +1,7 @@
 """A whole LPM model small enough that every training stage steps in a fraction of a second."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from model_core.config import (
     VideoConfig,
 )
 from model_core.model import build_model
+from model_core.train.config import TrainConfig
 from model_core.train.data import LatentCache, SyntheticClipSource
 
 
@@ -74,3 +77,24 @@ def fixed_cache(micro_cache) -> LatentCache:
         c.pictures[:1],
         c.mouth_open[:1],
     )
+
+
+def base_trainer_on(tmp_path, cfg, source, cache: LatentCache, options: dict):
+    """A one-step `base` Trainer started on `cache`, saved as its latent cache with the micro
+    VAE's version (so it is kept unless the stage's options need what it lacks)."""
+    from model_core.train.loop import Trainer, module_digest
+
+    path = tmp_path / "latents.pt"
+    version = module_digest(build_model(cfg, seed=0).vae)
+    dataclasses.replace(cache, vae_version=version).save(path)
+    tc = TrainConfig(
+        stage="base",
+        out=str(tmp_path / "run"),
+        steps=1,
+        batch=1,
+        progress=False,
+        latent_cache=str(path),
+        max_windows=2,
+        options=options,
+    )
+    return Trainer(tc, cfg, source=source)

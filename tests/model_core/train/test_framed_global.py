@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from model_core.model import build_model
-from model_core.train.config import TrainConfig
 from model_core.train.data import LatentCache, video_tensor
-from model_core.train.loop import Trainer, module_digest
 from model_core.train.objectives import make_objective
 from model_core.train.objectives.conditioning import (
     LPMConditioner,
     crop_chunks,
     framed_references,
 )
+from tests.model_core.train.conftest import base_trainer_on
 
 
 def test_the_cache_keeps_each_windows_first_frame_encoded_alone(
@@ -82,24 +81,10 @@ def test_framed_global_must_be_a_probability(micro_cfg, bad):
 def test_a_cache_without_pictures_is_rebuilt_only_when_a_stage_needs_them(
     tmp_path, micro_cfg, micro_source, micro_cache
 ):
-    path = tmp_path / "latents.pt"
-    version = module_digest(build_model(micro_cfg, seed=0).vae)
-    old = dataclasses.replace(micro_cache, pictures=None, vae_version=version)
+    old = dataclasses.replace(micro_cache, pictures=None)
 
     def cache_for(options):
-        old.save(path)
-        tc = TrainConfig(
-            stage="base",
-            out=str(tmp_path / "run"),
-            steps=1,
-            batch=1,
-            progress=False,
-            latent_cache=str(path),
-            max_windows=2,
-            options=options,
-        )
-        trainer = Trainer(tc, micro_cfg, source=micro_source)
-        return trainer.batches.cache
+        return base_trainer_on(tmp_path, micro_cfg, micro_source, old, options).batches.cache
 
     assert cache_for({}).pictures is None
     rebuilt = cache_for({"framed_global": 1.0})

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from model_core.model import build_model
-from model_core.train.config import TrainConfig
 from model_core.train.data import (
     LatentBatches,
     LatentCache,
@@ -22,9 +21,9 @@ from model_core.train.latent_mouth import (
     fit_latent_mouth_reader,
     mouth_band,
 )
-from model_core.train.loop import Trainer, module_digest
 from model_core.train.objectives import make_objective
 from model_core.train.objectives.conditioning import crop_chunks
+from tests.model_core.train.conftest import base_trainer_on
 
 
 def test_openings_are_grouped_by_latent_frame_and_the_rest_picture_is_the_most_closed():
@@ -180,23 +179,10 @@ def test_mouth_latent_loss_falls_and_moves_the_mouth_cells_towards_the_footage(
 def test_a_cache_is_rebuilt_for_openings_and_for_another_picture_kind(
     tmp_path, micro_cfg, micro_source, micro_cache
 ):
-    path = tmp_path / "latents.pt"
-    version = module_digest(build_model(micro_cfg, seed=0).vae)
-    old = dataclasses.replace(micro_cache, mouth_open=None, vae_version=version)
+    old = dataclasses.replace(micro_cache, mouth_open=None)
 
     def cache_for(options):
-        old.save(path)
-        tc = TrainConfig(
-            stage="base",
-            out=str(tmp_path / "run"),
-            steps=1,
-            batch=1,
-            progress=False,
-            latent_cache=str(path),
-            max_windows=2,
-            options=options,
-        )
-        trainer = Trainer(tc, micro_cfg, source=micro_source)
+        trainer = base_trainer_on(tmp_path, micro_cfg, micro_source, old, options)
         assert isinstance(trainer.batches, LatentBatches)
         return trainer
 
