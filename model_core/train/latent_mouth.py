@@ -9,9 +9,9 @@ a few seconds, from the mouth band of each latent frame (the cache's mouth box, 
 `GRID` cells of every channel) beside the same band of the window's framed picture (which
 tells it the character's colours) to the ground truth's opening at that latent frame's video
 frames. A linear reader finds little (r about 0.3 on held-out identities): a dark open mouth
-on pale skin and on dark skin are different directions in the latent. The `base` stage's
-`mouth_latent` option scores the opening read from the predicted clean latent against the
-opening read from the footage's.
+on pale skin and on dark skin are different directions in the latent. The generator stages'
+`mouth_latent` option scores the opening read from the clean latent a stage produces against
+the opening read from the footage's (`Objective.opening_error`).
 
 It is fitted on the training data's own ground truth; the bench's FaceProbe, which scores
 lip sync, never enters training.
@@ -49,6 +49,14 @@ def mouth_band(z: torch.Tensor, mouth: torch.Tensor, grid: tuple[int, int] = GRI
     return out.reshape(b, f, c * rows * cols), known
 
 
+def reader_features(z: torch.Tensor, mouth: torch.Tensor, picture: torch.Tensor):
+    """The reader's input: the latent's mouth band beside the picture's (B, C, 1, h, w) band
+    under the same boxes, (B, F, 2 * C * rows * cols), and the known-box mask (B, F)."""
+    feats, known = mouth_band(z, mouth)
+    pic, _ = mouth_band(picture.to(z).expand_as(z), mouth)
+    return torch.cat([feats, pic], -1), known
+
+
 class LatentMouthReader(nn.Module):
     """opening (B, F, tf) per video frame of each latent frame, from the latent's mouth band
     and the picture's. Frozen once fitted: it only passes gradients to what it reads."""
@@ -72,9 +80,8 @@ class LatentMouthReader(nn.Module):
     def read(self, z: torch.Tensor, mouth: torch.Tensor, picture: torch.Tensor):
         """Latents (B, C, F, h, w), boxes (B, F, 4), pictures (B, C, 1, h, w) -> openings
         (B, F, tf) and the (B, F) mask of frames whose box is known."""
-        feats, known = mouth_band(z, mouth)
-        pic, _ = mouth_band(picture.to(z).expand_as(z), mouth)
-        return self(torch.cat([feats, pic], -1)), known
+        feats, known = reader_features(z, mouth, picture)
+        return self(feats), known
 
     @classmethod
     def from_state(cls, state: dict) -> LatentMouthReader:
@@ -85,12 +92,12 @@ class LatentMouthReader(nn.Module):
 
 
 def _features(cache, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    z = cache.latents[index].float()
-    feats, known = mouth_band(z, cache.mouth[index])
-    pic, _ = mouth_band(cache.pictures[index].float().expand_as(z), cache.mouth[index])
+    feats, known = reader_features(
+        cache.latents[index].float(), cache.mouth[index], cache.pictures[index].float()
+    )
     target = cache.mouth_open[index].float()
     keep = known & ~target.isnan().any(-1)
-    return torch.cat([feats, pic], -1)[keep], target[keep]
+    return feats[keep], target[keep]
 
 
 def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
