@@ -1,9 +1,12 @@
 """Research: where a generator's mouth is lost, in the latent or in the decoder.
 
 On training windows of a latent cache (whose footage has the performer's ground-truth mouth
-opening per frame) it samples the Base model from noise (the ODE stage's sampler: Euler with
-classifier-free guidance, `--steps` steps), with the voice and, same noise, with the voice
-silenced, and correlates with the footage's opening, within each window:
+opening per frame) it samples a generator from noise, with the voice and, same noise, with the
+voice silenced, and correlates with the footage's opening, within each window. `--system base`
+samples the Base model (the ODE stage's sampler: Euler with classifier-free guidance, `--steps`
+steps); `--system online` streams the Online Backbone chunk after chunk through its sink +
+window KV cache with its own few-step sampler, its outputs refilling the cache (the Refiner is
+not applied). The scores:
 
 - reader_sample: the opening that the latent mouth reader (`model_core/train/latent_mouth.py`,
   fitted on the cache) reads from the sampled latents;
@@ -13,7 +16,7 @@ silenced, and correlates with the footage's opening, within each window:
 - reader_footage: the reader on the footage's latents.
 
 Usage: .venv/bin/python scripts/latent-mouth-probe.py CACHE CHECKPOINT... [--windows 24]
-       [--steps 8] [--json OUT.json]
+       [--steps 8] [--system base|online] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from model_core.pipeline import LPMPipeline
 from model_core.train.data import LatentCache
 from model_core.train.latent_mouth import fit_latent_mouth_reader
 from model_core.train.objectives import make_objective
+from model_core.train.objectives.conditioning import ChunkRollout, few_step_sample
 
 
 def corr(a, b) -> float:
@@ -39,9 +43,25 @@ def corr(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int) -> dict:
+@torch.no_grad()
+def online_sample(obj, batch, cond) -> torch.Tensor:
+    """The Online Backbone's stream of the window: each chunk from noise by its few-step
+    sampler, then committed to the KV cache as the next chunk's context."""
+    fpc, ts = obj.cond.fpc, tuple(obj.cfg.online.backbone_timesteps)
+    rollout = ChunkRollout(obj.cond, obj.model.backbone, cond, obj.window)
+    out = []
+    for _ in range(batch.x0.shape[2] // fpc):
+        x0 = few_step_sample(rollout.velocity(), torch.randn_like(batch.x0[:, :, :fpc]), ts)
+        out.append(x0)
+        rollout.commit(x0)
+    return torch.cat(out, dim=2)
+
+
+def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int, system: str) -> dict:
     model = LPMPipeline.load(path, with_base=True).model
+    backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     obj = make_objective("ode", model, {"framed_global": 1.0, "ode_steps": steps})
+    model.backbone.load_state_dict(backbone)  # the objective starts it from the Base weights
     scores = {k: [] for k in ("reader_sample", "reader_sample_silent", "reader_footage")}
     scores |= {k: [] for k in ("probe_sample", "probe_sample_silent", "probe_roundtrip")}
     picks = np.linspace(0, len(cache) - 1, windows).round().astype(int).tolist()
@@ -53,7 +73,10 @@ def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int) -> di
             for voice in (True, False):
                 cond = obj.cond.encode(batch, audio=voice)
                 torch.manual_seed(start)  # the same noise with and without the voice
-                sample, _ = obj.trajectory(batch, cond)
+                if system == "online":
+                    sample = online_sample(obj, batch, cond)
+                else:
+                    sample, _ = obj.trajectory(batch, cond)
                 read, _ = reader.read(sample, batch.mouth, batch.picture)
                 video = model.vae.decode(torch.cat([batch.picture, sample], 2))[:, :, 1:]
                 tail = "" if voice else "_silent"
@@ -77,6 +100,7 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--windows", type=int, default=24)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--system", choices=("base", "online"), default="base")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -84,10 +108,10 @@ def main() -> None:
     cache = LatentCache.load(a.cache)
     reader = fit_latent_mouth_reader(cache)
     probe = load_judges(None, False).probe
-    report = {"cache": a.cache, "windows": a.windows, "steps": a.steps}
+    report = {"cache": a.cache, "windows": a.windows, "steps": a.steps, "system": a.system}
     report["reader_held_out_r"] = round(float(reader.held_out_r), 4)
     for path in a.checkpoints:
-        report[path] = probe_checkpoint(path, cache, reader, probe, a.windows, a.steps)
+        report[path] = probe_checkpoint(path, cache, reader, probe, a.windows, a.steps, a.system)
         print(path, report[path], flush=True)
     if a.json:
         with open(a.json, "w") as f:
