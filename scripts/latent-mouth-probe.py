@@ -6,7 +6,10 @@ voice silenced, and correlates with the footage's opening, within each window. `
 samples the Base model (the ODE stage's sampler: Euler with classifier-free guidance, `--steps`
 steps); `--system online` streams the Online Backbone chunk after chunk through its sink +
 window KV cache with its own few-step sampler, its outputs refilling the cache (the Refiner is
-not applied). The scores:
+not applied). The reader is fitted as every stage with `mouth_latent` fits it (seed 0), so a
+generator trained against it is read by its own judge; `--reader-seed` fits another (another
+initialisation and other held-out identities) to see how much of a reading is that reader's
+alone. The scores:
 
 - reader_sample: the opening that the latent mouth reader (`model_core/train/latent_mouth.py`,
   fitted on the cache) reads from the sampled latents;
@@ -100,15 +103,17 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--windows", type=int, default=24)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--reader-seed", type=int, default=0)
     ap.add_argument("--system", choices=("base", "online"), default="base")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cache = LatentCache.load(a.cache)
-    reader = fit_latent_mouth_reader(cache)
+    reader = fit_latent_mouth_reader(cache, seed=a.reader_seed)
     probe = load_judges(None, False).probe
     report = {"cache": a.cache, "windows": a.windows, "steps": a.steps, "system": a.system}
+    report["reader_seed"] = a.reader_seed
     report["reader_held_out_r"] = round(float(reader.held_out_r), 4)
     for path in a.checkpoints:
         report[path] = probe_checkpoint(path, cache, reader, probe, a.windows, a.steps, a.system)
