@@ -36,7 +36,6 @@ from model_core.pipeline import LPMPipeline
 from model_core.train.data import LatentCache
 from model_core.train.latent_mouth import fit_latent_mouth_reader
 from model_core.train.objectives import make_objective
-from model_core.train.objectives.conditioning import ChunkRollout, few_step_sample
 
 
 def corr(a, b) -> float:
@@ -46,25 +45,14 @@ def corr(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-@torch.no_grad()
-def online_sample(obj, batch, cond) -> torch.Tensor:
-    """The Online Backbone's stream of the window: each chunk from noise by its few-step
-    sampler, then committed to the KV cache as the next chunk's context."""
-    fpc, ts = obj.cond.fpc, tuple(obj.cfg.online.backbone_timesteps)
-    rollout = ChunkRollout(obj.cond, obj.model.backbone, cond, obj.window)
-    out = []
-    for _ in range(batch.x0.shape[2] // fpc):
-        x0 = few_step_sample(rollout.velocity(), torch.randn_like(batch.x0[:, :, :fpc]), ts)
-        out.append(x0)
-        rollout.commit(x0)
-    return torch.cat(out, dim=2)
-
-
 def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int, system: str) -> dict:
     model = LPMPipeline.load(path, with_base=True).model
-    backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    obj = make_objective("ode", model, {"framed_global": 1.0, "ode_steps": steps})
-    model.backbone.load_state_dict(backbone)  # the objective starts it from the Base weights
+    # The Base model samples as the ODE stage does; the Backbone streams as dmd-on's
+    # on-policy rollout does (the ODE objective would reset it to the Base weights).
+    if system == "online":
+        obj = make_objective("dmd-on", model, {"framed_global": 1.0})
+    else:
+        obj = make_objective("ode", model, {"framed_global": 1.0, "ode_steps": steps})
     scores = {k: [] for k in ("reader_sample", "reader_sample_silent", "reader_footage")}
     scores |= {k: [] for k in ("probe_sample", "probe_sample_silent", "probe_roundtrip")}
     picks = np.linspace(0, len(cache) - 1, windows).round().astype(int).tolist()
@@ -77,7 +65,7 @@ def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int, syste
                 cond = obj.cond.encode(batch, audio=voice)
                 torch.manual_seed(start)  # the same noise with and without the voice
                 if system == "online":
-                    sample = online_sample(obj, batch, cond)
+                    sample = obj.generate(batch, cond, grad=False)
                 else:
                     sample, _ = obj.trajectory(batch, cond)
                 read, _ = reader.read(sample, batch.mouth, batch.picture)
@@ -112,8 +100,13 @@ def main() -> None:
     cache = LatentCache.load(a.cache)
     reader = fit_latent_mouth_reader(cache, seed=a.reader_seed)
     probe = load_judges(None, False).probe
-    report = {"cache": a.cache, "windows": a.windows, "steps": a.steps, "system": a.system}
-    report["reader_seed"] = a.reader_seed
+    report = {
+        "cache": a.cache,
+        "windows": a.windows,
+        "steps": a.steps,
+        "system": a.system,
+        "reader_seed": a.reader_seed,
+    }
     report["reader_held_out_r"] = round(float(reader.held_out_r), 4)
     for path in a.checkpoints:
         report[path] = probe_checkpoint(path, cache, reader, probe, a.windows, a.steps, a.system)
