@@ -181,14 +181,25 @@ def _mouth_reader(work: Path, data: str, preset: str, report: dict, progress: bo
     return path
 
 
-def ship_checkpoint(src: str | Path, dest: str | Path, log=print) -> dict[str, Any]:
+def ship_checkpoint(
+    src: str | Path, dest: str | Path, log=print, decoder_from: str | Path | None = None
+) -> dict[str, Any]:
     """The final model as float16 safetensors, loadable by `LPMPipeline.load`: the Online
-    model (what serving loads) in model.safetensors, the Base teacher beside it."""
+    model (what serving loads) in model.safetensors, the Base teacher beside it.
+
+    `decoder_from`: take the VAE decoder from another checkpoint (a `vae-decoder` run made
+    beside the generators' stages). The decoder only reads latents, so this is sound only
+    when both checkpoints share one encoder, which is checked weight by weight."""
     import torch
 
     from model_core.pipeline import LPMPipeline
 
     pipe = LPMPipeline.load(src)
+    if decoder_from is not None:
+        donor = LPMPipeline.load(decoder_from, with_base=False)
+        _check_same_encoder(pipe, donor, src, decoder_from)
+        pipe.model.vae.decoder.load_state_dict(donor.model.vae.decoder.state_dict())
+        log(f"[ship] VAE decoder from {decoder_from}")
     pipe.version = f"{pipe.config.name}-trained"
     path = pipe.save(dest, dtype=torch.float16, split_base=True)
     sizes = {f.name: f.stat().st_size for f in Path(path).iterdir()}
@@ -196,4 +207,20 @@ def ship_checkpoint(src: str | Path, dest: str | Path, log=print) -> dict[str, A
     log(
         f"[ship] {path}: Online model {online / 2**20:.1f} MiB, all {sum(sizes.values()) / 2**20:.1f} MiB"
     )
-    return {"path": str(path), "bytes": sum(sizes.values()), "files": sizes}
+    shipped = {"path": str(path), "bytes": sum(sizes.values()), "files": sizes}
+    return shipped | ({"decoder_from": str(decoder_from)} if decoder_from is not None else {})
+
+
+def _check_same_encoder(pipe, donor, src, decoder_from) -> None:
+    import torch
+
+    if pipe.config.vae != donor.config.vae:
+        raise ValueError(f"{decoder_from}: its VAE's architecture is not that of {src}")
+    ours, theirs = pipe.model.vae.encoder.state_dict(), donor.model.vae.encoder.state_dict()
+    for name, w in ours.items():
+        # checkpoints are stored in float16: compare at that precision
+        if not torch.equal(w.half(), theirs[name].half()):
+            raise ValueError(
+                f"{decoder_from}: its VAE encoder differs from that of {src} ({name}), so its "
+                "decoder reads another latent space"
+            )

@@ -103,3 +103,51 @@ def test_cli_arch_builds_the_first_stage_with_the_changed_architecture(tmp_path,
     assert stream.init == str(work / "ckpt" / "vae" / "final")
     saved = json.loads((work / "curriculum.json").read_text())
     assert saved["arch"] == ["vae.base_channels=24", "vae.channel_mults=[2,3,6]"]
+
+
+def _micro_pipe(seed):
+    from model_core.pipeline import LPMPipeline
+
+    from .conftest import micro_config
+
+    return LPMPipeline.build(config=micro_config(), seed=seed)
+
+
+def test_ship_takes_the_decoder_from_a_run_on_the_same_encoder(tmp_path):
+    import torch
+
+    from model_core.pipeline import LPMPipeline
+    from model_core.train.curriculum import ship_checkpoint
+
+    gens, dec = _micro_pipe(0), _micro_pipe(0)
+    with torch.no_grad():  # a decoder trained apart: same encoder, other decoder weights
+        for w in dec.model.vae.decoder.parameters():
+            w.add_(0.25)
+        for w in dec.model.backbone.parameters():
+            w.mul_(-1.0)  # must not come along
+    gens.save(tmp_path / "gens")
+    dec.save(tmp_path / "dec")
+    report = ship_checkpoint(
+        tmp_path / "gens", tmp_path / "ship", log=lambda s: None, decoder_from=tmp_path / "dec"
+    )
+    assert report["decoder_from"] == str(tmp_path / "dec")
+    shipped = LPMPipeline.load(tmp_path / "ship")
+    for name, w in shipped.model.vae.decoder.state_dict().items():
+        assert torch.equal(w, dec.model.vae.decoder.state_dict()[name].half().float()), name
+    for name, w in shipped.model.backbone.state_dict().items():
+        assert torch.equal(w, gens.model.backbone.state_dict()[name].half().float()), name
+
+
+def test_ship_refuses_a_decoder_that_reads_another_latent_space(tmp_path):
+    from model_core.train.curriculum import ship_checkpoint
+
+    _micro_pipe(0).save(tmp_path / "gens")
+    _micro_pipe(1).save(tmp_path / "other")  # another encoder
+    with pytest.raises(ValueError, match="encoder differs"):
+        ship_checkpoint(
+            tmp_path / "gens",
+            tmp_path / "ship",
+            log=lambda s: None,
+            decoder_from=tmp_path / "other",
+        )
+    assert not (tmp_path / "ship").exists()
