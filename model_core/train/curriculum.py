@@ -189,7 +189,8 @@ def ship_checkpoint(
 
     `decoder_from`: take the VAE decoder from another checkpoint (a `vae-decoder` run made
     beside the generators' stages). The decoder only reads latents, so this is sound only
-    when both checkpoints share one encoder, which is checked weight by weight."""
+    when both checkpoints share one encoder and its latent statistics, which is checked
+    weight by weight."""
     import torch
 
     from model_core.pipeline import LPMPipeline
@@ -216,10 +217,12 @@ def _check_same_encoder(pipe, donor, src, decoder_from) -> None:
 
     if pipe.config.vae != donor.config.vae:
         raise ValueError(f"{decoder_from}: its VAE's architecture is not that of {src}")
-    ours, theirs = pipe.model.vae.encoder.state_dict(), donor.model.vae.encoder.state_dict()
-    for name, w in ours.items():
+    # Everything of the VAE but the decoder: the encoder and the latent statistics, which
+    # decoding also reads (a latent is de-normalised with them before the decoder sees it).
+    theirs = donor.model.vae.state_dict()
+    for name, w in pipe.model.vae.state_dict().items():
         # checkpoints are stored in float16: compare at that precision
-        if not torch.equal(w.half(), theirs[name].half()):
+        if not name.startswith("decoder.") and not torch.equal(w.half(), theirs[name].half()):
             raise ValueError(
                 f"{decoder_from}: its VAE encoder differs from that of {src} ({name}), so its "
                 "decoder reads another latent space"

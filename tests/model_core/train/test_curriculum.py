@@ -151,3 +151,16 @@ def test_ship_refuses_a_decoder_that_reads_another_latent_space(tmp_path):
             decoder_from=tmp_path / "other",
         )
     assert not (tmp_path / "ship").exists()
+
+
+def test_ship_refuses_a_decoder_trained_under_other_latent_statistics(tmp_path):
+    from model_core.train.curriculum import ship_checkpoint
+
+    gens, dec = _micro_pipe(0), _micro_pipe(0)
+    dec.model.vae.latent_std.mul_(2.0)  # same encoder, latents scaled otherwise
+    gens.save(tmp_path / "gens")
+    dec.save(tmp_path / "dec")
+    with pytest.raises(ValueError, match="latent_std"):
+        ship_checkpoint(
+            tmp_path / "gens", tmp_path / "ship", log=lambda s: None, decoder_from=tmp_path / "dec"
+        )
