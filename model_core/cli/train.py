@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "stage",
         metavar="STAGE",
-        help=f"{', '.join(STAGE_NAMES)}, all, or mouth-reader (the vae-decoder stage's "
-        "mouth_read loss: --data, --out PATH.safetensors)",
+        help=f"{', '.join(STAGE_NAMES)}, all, mouth-reader (the vae-decoder stage's "
+        "mouth_read loss: --data, --out PATH.safetensors), or online-latents (a checkpoint's "
+        "Online model streamed over training windows, for vae-decoder's gen_latents: --init, "
+        "--data, --out PATH.pt, --option windows=N)",
     )
     p.add_argument("--preset", default="tiny", help="model preset (default tiny)")
     p.add_argument(
@@ -171,10 +173,10 @@ def model_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.stage not in (*STAGE_NAMES, "all", "mouth-reader"):
+    if args.stage not in (*STAGE_NAMES, "all", "mouth-reader", "online-latents"):
         raise UsageError(
-            f"unknown stage {args.stage!r}; choose from {', '.join(STAGE_NAMES)}, all or "
-            "mouth-reader"
+            f"unknown stage {args.stage!r}; choose from {', '.join(STAGE_NAMES)}, all, "
+            "mouth-reader or online-latents"
         )
     from model_core.config import PRESETS
 
@@ -196,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_all(args, cfg)
     if args.stage == "mouth-reader":
         return _run_mouth_reader(args)
+    if args.stage == "online-latents":
+        return _run_online_latents(args, options)
     if not args.out:
         raise UsageError("--out is required (a folder or s3://bucket/prefix)")
     _check_data(args.data)
@@ -263,6 +267,45 @@ def _run_mouth_reader(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"mouth-reader: {e}") from None
     print(json.dumps({"stage": "mouth-reader", "out": args.out, **metrics}))
+    return 0
+
+
+def _run_online_latents(args: argparse.Namespace, options: dict) -> int:
+    """`lpm train online-latents --init CKPT --data D --out FILE.pt`: the checkpoint's Online
+    model streamed over up to `windows` training windows (the vae-decoder stage's
+    `gen_latents`)."""
+    from pathlib import Path
+
+    _check_data(args.data)
+    if not args.init:
+        raise UsageError("--init is required: the checkpoint whose Online model is streamed")
+    if not Path(args.init).is_dir():
+        raise UsageError(f"--init {args.init}: no such checkpoint folder")
+    if not args.out or not args.out.endswith(".pt"):
+        raise UsageError("--out must name the file of latents, PATH.pt")
+    unknown = set(options) - {"windows", "seconds", "picture"}
+    if unknown:
+        raise UsageError(
+            f"online-latents takes --option windows=, seconds= and picture=; got "
+            f"{', '.join(sorted(unknown))}"
+        )
+    from model_core.train.gen_latents import build_online_latents
+
+    try:
+        summary = build_online_latents(
+            args.init,
+            args.data,
+            args.out,
+            windows=int(options.get("windows", 256)),
+            seconds=int(options.get("seconds", 2)),
+            batch=args.batch or 4,
+            picture=str(options.get("picture", "rest")),
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    except ValueError as e:
+        raise UsageError(f"online-latents: {e}") from None
+    print(json.dumps({"stage": "online-latents", **summary}))
     return 0
 
 

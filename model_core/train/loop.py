@@ -49,6 +49,17 @@ def module_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def encoder_digest(vae: torch.nn.Module) -> str:
+    """A digest of everything of a VAE but its decoder (the encoder and the latent statistics)
+    at float16, the precision checkpoints keep: equal for two VAEs with one latent space."""
+    h = hashlib.sha1()
+    for k, v in sorted(vae.state_dict().items()):
+        if not k.startswith("decoder."):
+            h.update(k.encode())
+            h.update(v.detach().half().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class ParamEMA:
     """Exponential moving average of the trainable weights (used for the stage's final model)."""
 

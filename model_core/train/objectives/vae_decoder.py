@@ -84,17 +84,25 @@ class DecoderObjective(VAEObjective):
         self.mouth_outside = self.option("mouth_outside", 0.05)
         self.audio_only = bool(self.option("audio_only", 0))
         self.w_read = self.option("mouth_read", 0.0)
+        self.gen_path = self.option("gen_latents", "")
+        self.w_gen_read = self.option("gen_read", self.w_read)
+        self.w_gen_anchor = self.option("gen_anchor", 1.0)
+        self.gen_batch = self.option("gen_batch", 2)
         self.reader = None
-        if self.w_read > 0:
+        if self.w_read > 0 or self.gen_path:
             from model_core.train.mouth_reader import LPMMouthReader
 
             path = self.option("mouth_reader", "")
             if not path or not Path(path).is_file():
+                what = "mouth_read" if self.w_read > 0 else "gen_latents"
                 raise ValueError(
-                    f"vae-decoder mouth_read needs mouth_reader=PATH of a trained mouth reader "
+                    f"vae-decoder {what} needs mouth_reader=PATH of a trained mouth reader "
                     f"(`lpm train mouth-reader`), got {path!r}"
                 )
             self.reader = LPMMouthReader.load(path)
+        self.gen = self.gen_anchor = None
+        if self.gen_path:
+            self._load_gen_latents(model)
         vae = model.vae
         if (
             self.audio_dim < 0
@@ -104,11 +112,15 @@ class DecoderObjective(VAEObjective):
             or self.smooth_window < 1
             or self.mouth_outside < 0
             or self.w_read < 0
+            or self.w_gen_read < 0
+            or self.w_gen_anchor < 0
+            or self.gen_batch < 1
         ):
             raise ValueError(
                 "vae-decoder needs audio >= 0, 0 <= latent_smooth <= 1, mouth_smooth and "
                 "mouth_shuffle >= 0 with a sum <= 1, "
-                "smooth_window >= 1, mouth_outside >= 0 and mouth_read >= 0"
+                "smooth_window >= 1, mouth_outside >= 0, mouth_read, gen_read and gen_anchor "
+                ">= 0 and gen_batch >= 1"
             )
         if self.audio_only and not (self.audio_dim or vae.hears):
             raise ValueError("vae-decoder audio_only needs the audio path: give it audio=WIDTH")
@@ -181,9 +193,13 @@ class DecoderObjective(VAEObjective):
             grad = gradient_loss(recon, video)
         loss = l1 + self.w_grad * grad
         read = None
-        if self.reader is not None:
+        if self.reader is not None and self.w_read > 0:
             read = self.mouth_read_loss(recon, fb)
             loss = loss + self.w_read * read
+        gen_metrics = {}
+        if self.gen is not None:
+            gen_loss, gen_metrics = self.generated_loss()
+            loss = loss + gen_loss
         with torch.no_grad():
             mse = F.mse_loss(recon.clamp(-1, 1), video)
             psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
@@ -200,6 +216,7 @@ class DecoderObjective(VAEObjective):
             }
             if read is not None:
                 metrics["mouth_read_mse"] = read.item()
+            metrics |= gen_metrics
             if inside is not None:  # the L1 inside the mouth region alone
                 metrics["mouth_l1"] = float(weighted_mean((recon - video).abs(), inside))
         return loss, metrics
@@ -236,6 +253,61 @@ class DecoderObjective(VAEObjective):
         if not bool(ok.any()):
             return recon.new_zeros(())
         return F.mse_loss(self.reader(frames[ok], boxes[ok]), target[ok].to(recon.dtype))
+
+    # -- the Online model's own latents (`gen_latents`) -------------------------------------------
+    def _load_gen_latents(self, model) -> None:
+        """`gen_latents=PATH` (`lpm train online-latents`): besides the footage, each step
+        decodes `gen_batch` windows of a generator's latents, which have no pixel target. The
+        mouth reader's opening of the decoded mouth is regressed onto the footage's opening
+        (`gen_read`, default `mouth_read`), and outside the mouth the frames are held to what
+        the decoder drew from them before this stage (`gen_anchor`, L1 to a frozen copy), so
+        that only the mouth learns from them."""
+        import copy
+
+        from model_core.train.gen_latents import OnlineLatents
+        from model_core.train.loop import encoder_digest
+
+        self.gen = OnlineLatents.load(self.gen_path)
+        if self.gen.encoder_version != encoder_digest(model.vae):
+            raise ValueError(
+                f"gen_latents {self.gen_path}: made with another VAE encoder "
+                f"({self.gen.checkpoint}), so its latents are in another latent space"
+            )
+        self.gen_anchor = copy.deepcopy(model.vae).eval().requires_grad_(False)
+
+    def generated_loss(self) -> tuple[torch.Tensor, dict[str, float]]:
+        from model_core.train.data import mouth_cover
+
+        vae, gen = self.model.vae, self.gen
+        index = torch.randint(len(gen), (self.gen_batch,)).tolist()
+        z, mouth, opening = gen.batch(index)
+        tf, sf = self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor
+        # Latent-grid regions per latent frame -> pixel regions per video frame.
+        boxes = (mouth * sf).repeat_interleave(tf, dim=1)
+        target = opening.flatten(1)
+        recon = vae.decode(z, clamp=False)[:, :, 1:]
+        with torch.no_grad():
+            before = self.gen_anchor.decode(z, clamp=False)[:, :, 1:]
+        b, c, t, h, w = recon.shape
+        frames = recon.transpose(1, 2).reshape(b * t, c, h, w)
+        flat_boxes, flat_target = boxes.reshape(b * t, 4), target.reshape(b * t)
+        ok = ~(flat_boxes.isnan().any(dim=1) | flat_target.isnan())
+        read = recon.new_zeros(())
+        if bool(ok.any()):
+            read = F.mse_loss(self.reader(frames[ok], flat_boxes[ok]), flat_target[ok])
+        outside = 1.0 - mouth_cover(boxes, (h, w)).clamp(0, 1)
+        anchor = weighted_mean((recon - before).abs(), outside)
+        loss = self.w_gen_read * read + self.w_gen_anchor * anchor
+        return loss, {"gen_read_mse": read.item(), "gen_anchor_l1": anchor.item()}
+
+    def state_dict(self) -> dict:
+        # The mouth reader is frozen and read from its file; the anchor is the decoder this
+        # stage started from, kept so that a resumed run holds to the same one.
+        return {"gen_anchor": self.gen_anchor.state_dict()} if self.gen_anchor is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.gen_anchor is not None and "gen_anchor" in state:
+            self.gen_anchor.load_state_dict(state["gen_anchor"])
 
     def finalize(self, batches, clips: int = 16) -> dict[str, float]:
         return {}  # the latent statistics belong to the frozen encoder
