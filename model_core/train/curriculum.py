@@ -215,14 +215,13 @@ def ship_checkpoint(
 def _check_same_encoder(pipe, donor, src, decoder_from) -> None:
     import torch
 
+    from model_core.train.loop import encoder_state
+
     if pipe.config.vae != donor.config.vae:
         raise ValueError(f"{decoder_from}: its VAE's architecture is not that of {src}")
-    # Everything of the VAE but the decoder: the encoder and the latent statistics, which
-    # decoding also reads (a latent is de-normalised with them before the decoder sees it).
-    theirs = donor.model.vae.state_dict()
-    for name, w in pipe.model.vae.state_dict().items():
-        # checkpoints are stored in float16: compare at that precision
-        if not name.startswith("decoder.") and not torch.equal(w.half(), theirs[name].half()):
+    theirs = encoder_state(donor.model.vae)
+    for name, w in encoder_state(pipe.model.vae).items():
+        if not torch.equal(w, theirs[name]):
             raise ValueError(
                 f"{decoder_from}: its VAE encoder differs from that of {src} ({name}), so its "
                 "decoder reads another latent space"

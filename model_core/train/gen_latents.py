@@ -61,15 +61,22 @@ class OnlineLatents:
         return z, self.mouth[index], self.mouth_open[index]
 
 
+def online_rollout(model):
+    """dmd-on's objective, whose on-policy rollout streams the Backbone as serving does, with
+    the framed picture as the global reference (as in the bench). Building it copies the Base
+    model (its critic), so build it once for many windows."""
+    from model_core.train.objectives import make_objective
+
+    return make_objective("dmd-on", model, {"framed_global": 1.0})
+
+
 @torch.no_grad()
-def generate_online(model, cache, index: list[int], seed: int = 0) -> torch.Tensor:
+def generate_online(model, cache, index: list[int], seed: int = 0, rollout=None) -> torch.Tensor:
     """The Online model's latents (B, z, F, h, w) for some windows of `cache`, streamed as
     serving streams them: dmd-on's on-policy rollout of the Backbone (its output refilling the
     KV cache), then one Refiner step per chunk from the Backbone's output re-noised to the
-    refiner timestep. The framed picture is the global reference, as in the bench."""
-    from model_core.train.objectives import make_objective
-
-    obj = make_objective("dmd-on", model, {"framed_global": 1.0})
+    refiner timestep. `rollout`: an `online_rollout(model)` to reuse."""
+    obj = rollout if rollout is not None else online_rollout(model)
     batch = cache.batch(index)
     torch.manual_seed(seed)
     cond = obj.cond.encode(batch)
@@ -121,6 +128,7 @@ def build_online_latents(
             f"{data}: online-latents needs face boxes and mouth openings in the data's ground "
             "truth (the performer's footage has them)"
         )
+    rollout = online_rollout(model)
     chunks = []
     bar = None
     if progress:
@@ -129,7 +137,7 @@ def build_online_latents(
         bar = tqdm(total=len(cache), desc="lpm train online-latents", unit="window")
     for first in range(0, len(cache), batch):
         index = list(range(first, min(first + batch, len(cache))))
-        chunks.append(generate_online(model, cache, index, seed=seed + first).half())
+        chunks.append(generate_online(model, cache, index, seed + first, rollout).half())
         if bar is not None:
             bar.update(len(index))
     if bar is not None:

@@ -49,14 +49,21 @@ def module_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def encoder_state(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Everything of a VAE but its decoder, the encoder and the latent statistics (decoding
+    de-normalises with them), at float16, the precision checkpoints keep: what two VAEs with
+    one latent space share."""
+    return {
+        k: v.detach().half() for k, v in vae.state_dict().items() if not k.startswith("decoder.")
+    }
+
+
 def encoder_digest(vae: torch.nn.Module) -> str:
-    """A digest of everything of a VAE but its decoder (the encoder and the latent statistics)
-    at float16, the precision checkpoints keep: equal for two VAEs with one latent space."""
+    """A digest of `encoder_state`: equal for two VAEs with one latent space."""
     h = hashlib.sha1()
-    for k, v in sorted(vae.state_dict().items()):
-        if not k.startswith("decoder."):
-            h.update(k.encode())
-            h.update(v.detach().half().contiguous().numpy().tobytes())
+    for k, v in sorted(encoder_state(vae).items()):
+        h.update(k.encode())
+        h.update(v.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -246,9 +246,14 @@ class DecoderObjective(VAEObjective):
         the ground truth's, over the frames that have both a mouth region and an opening."""
         if fb.mouth is None or fb.mouth_open is None:
             raise ValueError("vae-decoder mouth_read needs mouth regions and openings in the data")
+        return self.reader_error(recon, fb.mouth, fb.mouth_open)
+
+    def reader_error(self, recon: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor):
+        """The reader's squared error on decoded frames (B, 3, T, H, W) given each frame's
+        pixel mouth region (B, T, 4) and opening (B, T), over the frames that have both."""
         b, c, t, h, w = recon.shape
         frames = recon.transpose(1, 2).reshape(b * t, c, h, w)
-        boxes, target = fb.mouth.reshape(b * t, 4), fb.mouth_open.reshape(b * t)
+        boxes, target = boxes.reshape(b * t, 4), target.reshape(b * t)
         ok = ~(boxes.isnan().any(dim=1) | target.isnan())
         if not bool(ok.any()):
             return recon.new_zeros(())
@@ -284,18 +289,11 @@ class DecoderObjective(VAEObjective):
         tf, sf = self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor
         # Latent-grid regions per latent frame -> pixel regions per video frame.
         boxes = (mouth * sf).repeat_interleave(tf, dim=1)
-        target = opening.flatten(1)
         recon = vae.decode(z, clamp=False)[:, :, 1:]
         with torch.no_grad():
             before = self.gen_anchor.decode(z, clamp=False)[:, :, 1:]
-        b, c, t, h, w = recon.shape
-        frames = recon.transpose(1, 2).reshape(b * t, c, h, w)
-        flat_boxes, flat_target = boxes.reshape(b * t, 4), target.reshape(b * t)
-        ok = ~(flat_boxes.isnan().any(dim=1) | flat_target.isnan())
-        read = recon.new_zeros(())
-        if bool(ok.any()):
-            read = F.mse_loss(self.reader(frames[ok], flat_boxes[ok]), flat_target[ok])
-        outside = 1.0 - mouth_cover(boxes, (h, w)).clamp(0, 1)
+        read = self.reader_error(recon, boxes, opening.flatten(1))
+        outside = 1.0 - mouth_cover(boxes, recon.shape[-2:]).clamp(0, 1)
         anchor = weighted_mean((recon - before).abs(), outside)
         loss = self.w_gen_read * read + self.w_gen_anchor * anchor
         return loss, {"gen_read_mse": read.item(), "gen_anchor_l1": anchor.item()}
