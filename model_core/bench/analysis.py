@@ -15,6 +15,7 @@ from model_core.bench.metrics.listening import (
     reaction_frames,
     vertical_shift,
 )
+from model_core.bench.metrics.mouth_motion import mouth_motion
 from model_core.bench.scenarios import ScenarioSample
 
 
@@ -33,12 +34,12 @@ def analyze_frames(
         raise ValueError(f"{sample.spec.name}: {len(frames)} frames for a {n}-frame sample")
     probe = judges.probe.predict(frames)
     sim = frame_similarity(judges.embedder.embed(frames), ref_emb)
+    speaking = sample.state == "speaking"
     reaction = reaction_frames(probe["pitch"], probe["brow"], vertical_shift(probe_crop(frames)))
     counts = listening_counts(reaction, sample.listen_context, sample.silent_context)
     return {
-        "lip_sync": lip_sync_score(
-            probe["mouth_open"], sample.speech_energy, sample.state == "speaking"
-        ),
+        "lip_sync": lip_sync_score(probe["mouth_open"], sample.speech_energy, speaking),
+        "mouth_motion": mouth_motion(probe["mouth_open"], sample.mouth_open, speaking),
         **identity_scores(sim, sample.head_yaw),
         "listening": listening_score(counts),
         "listening_counts": counts.tolist(),
@@ -57,6 +58,7 @@ def aggregate(per_sample: list[dict]) -> dict:
     counts = np.sum([m["listening_counts"] for m in per_sample] or [np.zeros(4, np.int64)], axis=0)
     return {
         "lip_sync": _mean(m["lip_sync"] for m in per_sample),
+        "mouth_motion": _mean(m.get("mouth_motion") for m in per_sample),
         "identity": _mean(m["identity"] for m in per_sample),
         "identity_turned": _mean(m["identity_turned"] for m in per_sample),
         "listening": listening_score(counts),

@@ -25,12 +25,14 @@ def markdown_table(result: dict) -> str:
         + (f" ({model['version']})" if model.get("version") else "")
         + ("; judges UNTRAINED" if not result["judges"].get("trained") else ""),
         "",
-        "| system | lip sync (r) | identity (cos) | listening (dP) | flicker | drift |",
-        "|---|---|---|---|---|---|",
+        "| system | lip sync (r) | mouth motion | identity (cos) | listening (dP) | flicker "
+        "| drift |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in result["systems"].items():
         lines.append(
-            f"| {name} | {_f(m['lip_sync'])} | {_f(m['identity'])} | "
+            f"| {name} | {_f(m['lip_sync'])} | {_f(m.get('mouth_motion'))} | "
+            f"{_f(m['identity'])} | "
             f"{_f(m['listening'])} | {_f(m['flicker'], 4)} | {_f(m['drift'])} |"
         )
     lines += ["", "| win rate (judge) | online wins |", "|---|---|"]
@@ -48,14 +50,15 @@ def validation_table(validation: dict | None) -> str:
     lines = [
         f"Metric validation on {validation['samples']} ground-truth samples:",
         "",
-        "| footage | lip sync | identity | listening | flicker | judge prefers GT |",
-        "|---|---|---|---|---|---|",
+        "| footage | lip sync | mouth motion | identity | listening | flicker | judge prefers GT |",
+        "|---|---|---|---|---|---|---|",
     ]
     for v in VARIANTS:
         m = validation["table"][v]
         judge = validation["judge_prefers_ground_truth"].get(v)
         lines.append(
-            f"| {v} | {_f(m['lip_sync'])} | {_f(m['identity'])} | {_f(m['listening'])} | "
+            f"| {v} | {_f(m['lip_sync'])} | {_f(m.get('mouth_motion'))} | {_f(m['identity'])} | "
+            f"{_f(m['listening'])} | "
             f"{_f(m['flicker'], 4)} | {_f(judge, 2)} |"
         )
     sep = validation["separates"]
@@ -82,9 +85,9 @@ def plot_quality(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     systems = list(result["systems"])
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    for ax, metric in zip(axes[0], ("lip_sync", "identity", "listening")):
-        vals = [result["systems"][s][metric] or 0.0 for s in systems]
+    fig, axes = plt.subplots(2, 4, figsize=(19, 8))
+    for ax, metric in zip(axes[0], ("lip_sync", "mouth_motion", "identity", "listening")):
+        vals = [result["systems"][s].get(metric) or 0.0 for s in systems]
         ax.bar(systems, vals, color=["#444" if s == "ground_truth" else "#3a7" for s in systems])
         ax.set_title(metric)
         ax.tick_params(axis="x", rotation=45)
@@ -92,21 +95,17 @@ def plot_quality(result: dict, path: Path) -> None:
     ax.bar(systems, [result["systems"][s]["flicker"] or 0.0 for s in systems], color="#a53")
     ax.set_title("flicker (lower is better)")
     ax.tick_params(axis="x", rotation=45)
-    ax = axes[1][1]
-    for s in systems:
-        st = result["systems"][s].get("stability")
-        if st:
-            ax.plot(
-                range(1, len(st["per_minute"]) + 1),
-                [m["identity"] for m in st["per_minute"]],
-                marker="o",
-                label=s,
-            )
-    ax.set_title("identity per minute (long stream)")
-    ax.set_xlabel("minute")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    ax = axes[1][2]
+    for ax, metric in zip(axes[1][1:3], ("identity", "lip_sync")):
+        for s in systems:
+            st = result["systems"][s].get("stability")
+            if st:
+                vals = [float("nan") if m[metric] is None else m[metric] for m in st["per_minute"]]
+                ax.plot(range(1, len(vals) + 1), vals, marker="o", label=s)
+        ax.set_title(f"{metric} per minute (long stream)")
+        ax.set_xlabel("minute")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    ax = axes[1][3]
     keys = [k for k, v in result["win_rates"].items() if v is not None]
     ax.barh(keys, [result["win_rates"][k] for k in keys], color="#37a")
     ax.axvline(0.5, color="k", lw=0.8)

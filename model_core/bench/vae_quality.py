@@ -11,7 +11,8 @@ can be chosen before hours of Base training are spent in its latent space:
   (a codec that learnt its training characters' palettes repaints held-out clothes);
 - mouth r: the FaceProbe's mouth opening on the round trip against on the original (Pearson,
   samples where the mouth moves): how much of the mouth survives;
-- lip sync and identity exactly as LPM-Bench-mini computes them, with ground truth beside;
+- lip sync, mouth motion and identity exactly as LPM-Bench-mini computes them, with ground
+  truth beside (mouth motion: how far the mouth moves, which a correlation cannot see);
 - the round trip's cost in seconds per second of video.
 
 The footage is streamed as serving streams it: frame 0 alone, then `chunk`-frame pushes
@@ -32,6 +33,7 @@ from model_core.bench.analysis import reference_embeddings
 from model_core.bench.judges import Judges, load_judges, probe_crop
 from model_core.bench.metrics.identity import frame_similarity, identity_scores
 from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
+from model_core.bench.metrics.mouth_motion import mouth_motion
 from model_core.bench.scenarios import FPS, ScenarioRenderer, scenario_specs
 from model_core.bench.systems import vae_roundtrip
 from model_core.progress import progress_bar
@@ -94,6 +96,7 @@ def compare(
     """Round-trip `frames` against the `original` footage of `sample`."""
     mouth = judges.probe.predict(frames)["mouth_open"]
     moves = float(gt_mouth.std()) >= MOUTH_MOVES
+    speaking = sample.state == "speaking"
     sim = frame_similarity(judges.embedder.embed(frames), ref_emb)
     return {
         "psnr": psnr(frames, original),
@@ -105,7 +108,8 @@ def compare(
         "mouth_r": pearson(mouth.astype(np.float64), gt_mouth.astype(np.float64))
         if moves
         else None,
-        "lip_sync": lip_sync_score(mouth, sample.speech_energy, sample.state == "speaking"),
+        "lip_sync": lip_sync_score(mouth, sample.speech_energy, speaking),
+        "mouth_motion": mouth_motion(mouth, sample.mouth_open, speaking),
         "identity": identity_scores(sim, sample.head_yaw)["identity"],
     }
 
@@ -120,6 +124,7 @@ def summarize(per_sample: list[dict]) -> dict:
         k: _mean(m[k] for m in per_sample)
         for k in ("psnr", "psnr_head", "colour_error", "mouth_r", "lip_sync", "identity")
     }
+    out["mouth_motion"] = _mean(m.get("mouth_motion") for m in per_sample)
     seconds = max((len(m.get("psnr_by_second", [])) for m in per_sample), default=0)
     out["psnr_by_second"] = [
         _mean(m["psnr_by_second"][k] for m in per_sample if len(m.get("psnr_by_second", [])) > k)
@@ -171,13 +176,13 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
             gt = sample.frames
             gt_mouth = judges.probe.predict(gt)["mouth_open"]
             sim = frame_similarity(judges.embedder.embed(gt), ref_emb)
+            speaking = sample.state == "speaking"
             per_sample["ground_truth"].append(
                 {
                     "sample": spec.index,
                     "kind": spec.kind,
-                    "lip_sync": lip_sync_score(
-                        gt_mouth, sample.speech_energy, sample.state == "speaking"
-                    ),
+                    "lip_sync": lip_sync_score(gt_mouth, sample.speech_energy, speaking),
+                    "mouth_motion": mouth_motion(gt_mouth, sample.mouth_open, speaking),
                     "identity": identity_scores(sim, sample.head_yaw)["identity"],
                 }
             )
@@ -199,13 +204,13 @@ def run_vae_bench(s: VAEBenchSettings) -> dict:
                 bar.update(1)
 
     gt_summary = {
-        "lip_sync": _mean(m["lip_sync"] for m in per_sample["ground_truth"]),
-        "identity": _mean(m["identity"] for m in per_sample["ground_truth"]),
+        k: _mean(m[k] for m in per_sample["ground_truth"])
+        for k in ("lip_sync", "mouth_motion", "identity")
     }
     vae_results = {}
     for label in passes:
         summary = summarize(per_sample[label])
-        for metric in ("lip_sync", "identity"):
+        for metric in ("lip_sync", "mouth_motion", "identity"):
             ref, got = gt_summary[metric], summary[metric]
             summary[f"{metric}_of_ground_truth"] = (
                 got / ref if ref is not None and got is not None and abs(ref) > 1e-9 else None
@@ -237,11 +242,12 @@ def markdown_table(result: dict) -> str:
         f"VAE round trip on {result['samples']} held-out samples "
         f"({result['settings']['seconds']} s each, streamed in "
         f"{result['settings']['chunk']}-frame chunks); ground truth: lip sync "
-        f"{_fmt(gt['lip_sync'])}, identity {_fmt(gt['identity'])}",
+        f"{_fmt(gt['lip_sync'])}, mouth motion {_fmt(gt.get('mouth_motion'))}, "
+        f"identity {_fmt(gt['identity'])}",
         "",
         "| VAE | PSNR (dB) | head PSNR | PSNR first -> last second | colour error (levels) "
-        "| mouth r | lip sync (of GT) | identity (of GT) | s per video s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mouth r | lip sync (of GT) | mouth motion (of GT) | identity (of GT) | s per video s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, v in result["vaes"].items():
         by_s = [x for x in v["psnr_by_second"] if x is not None]
@@ -250,6 +256,7 @@ def markdown_table(result: dict) -> str:
             f"| {label} | {_fmt(v['psnr'], '.2f')} | {_fmt(v['psnr_head'], '.2f')} | {trend} "
             f"| {_fmt(v['colour_error'], '.2f')} | {_fmt(v['mouth_r'])} "
             f"| {_fmt(v['lip_sync'])} ({_fmt(v['lip_sync_of_ground_truth'], '.0%')}) "
+            f"| {_fmt(v['mouth_motion'])} ({_fmt(v['mouth_motion_of_ground_truth'], '.0%')}) "
             f"| {_fmt(v['identity'])} ({_fmt(v['identity_of_ground_truth'], '.0%')}) "
             f"| {_fmt(v['seconds_per_video_second'], '.3f')} |"
         )

@@ -118,7 +118,8 @@ def validate_metrics(
 def separation_checks(table: dict) -> dict[str, bool]:
     """Does each metric rank real footage above every broken version that it is meant to
     catch? (Flicker is lower-better and cannot catch a frozen frame; identity cannot catch
-    a re-timed or shuffled clip of the right character.)"""
+    a re-timed or shuffled clip of the right character; mouth motion, a spread, cannot
+    catch a re-timed one either, which lip sync does.)"""
     gt = table["ground_truth"]
 
     def better(metric, variants, higher=True):
@@ -135,6 +136,8 @@ def separation_checks(table: dict) -> dict[str, bool]:
         "lip_sync": better(
             "lip_sync", ("shuffled", "noise", "static", "delayed", "other_identity")
         ),
+        # A mouth that stops moving: the frozen frame, and a face blurred to no mouth at all.
+        "mouth_motion": better("mouth_motion", ("static", "blurred")),
         "identity": better(
             "identity", ("noise", "other_identity", "blurred", "face_twin", "palette_twin")
         ),

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import math
 
-HIGHER_IS_BETTER = {"lip_sync": True, "identity": True, "listening": True, "flicker": False}
+HIGHER_IS_BETTER = {
+    "lip_sync": True,
+    "mouth_motion": True,  # less: a mouth stiffening as the stream goes on
+    "identity": True,
+    "listening": True,
+    "flicker": False,
+}
 # Denominator floors, so a metric near zero at minute 1 does not turn noise into huge ratios.
-FLOORS = {"lip_sync": 0.1, "identity": 0.1, "listening": 0.05, "flicker": 0.005}
+FLOORS = {
+    "lip_sync": 0.1,
+    "mouth_motion": 0.1,
+    "identity": 0.1,
+    "listening": 0.05,
+    "flicker": 0.005,
+}
 
 
 def relative_degradation(metric: str, first: float, later: float) -> float:

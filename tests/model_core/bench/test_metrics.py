@@ -5,6 +5,7 @@ import numpy as np
 from model_core.bench.metrics.flicker import flicker
 from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
 from model_core.bench.metrics.listening import listening_score, reaction_frames, vertical_shift
+from model_core.bench.metrics.mouth_motion import mouth_motion
 from model_core.bench.metrics.stability import drift
 from model_core.bench.metrics.win_rate import preference, win_rate
 
@@ -18,6 +19,22 @@ def test_lip_sync_is_correlation_and_needs_speech():
     assert lip_sync_score(np.full(48, 0.3), energy, speaking) == 0.0
     assert lip_sync_score(energy, energy, np.zeros(48, bool)) is None
     assert pearson(np.ones(5) + 1e-7 * np.arange(5), np.arange(5.0)) == 0.0
+
+
+def test_mouth_motion_is_the_read_spread_over_the_true_one_while_speaking():
+    true = 0.4 * np.abs(np.sin(np.arange(48) / 3.0))
+    speaking = np.ones(48, bool)
+    assert np.isclose(mouth_motion(true, true, speaking), 1.0)
+    # In perfect time but a tenth as far: lip sync cannot tell, mouth motion can.
+    assert np.isclose(mouth_motion(0.1 * true - 0.2, true, speaking), 0.1)
+    assert lip_sync_score(0.1 * true - 0.2, true, speaking) > 0.99
+    assert mouth_motion(np.full(48, 0.3), true, speaking) == 0.0  # a frozen mouth
+    # Only the speaking frames count: a mouth that moves in silence is not lively speech.
+    half = np.arange(48) < 24
+    moving_in_silence = np.where(half, 0.3, true)
+    assert mouth_motion(moving_in_silence, true, half) < 0.1
+    assert mouth_motion(true, true, np.zeros(48, bool)) is None  # no speech
+    assert mouth_motion(true, np.full(48, 0.2), speaking) is None  # a true mouth at rest
 
 
 def test_reactions_are_bumps_above_a_moving_baseline():
@@ -87,6 +104,9 @@ def test_drift_is_the_worst_relative_degradation_from_minute_one():
     assert d["listening"] == 0.0 and np.isclose(d["flicker"], 1.0)
     assert np.isclose(d["worst"], 1.0)
     assert drift(minutes[:1])["worst"] is None
+    # A mouth that stiffens as the stream goes on is drift too.
+    stiff = [m | {"mouth_motion": v} for m, v in zip(minutes, (0.6, 0.6, 0.3))]
+    assert np.isclose(drift(stiff)["mouth_motion"], 0.5)
 
 
 def test_judge_prefers_better_metrics_and_ties_identical_renders():

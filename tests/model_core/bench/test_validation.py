@@ -28,6 +28,13 @@ def test_lip_sync_identity_and_flicker_separate_real_footage(validation):
     assert sep["lip_sync"], validation["table"]
     assert sep["identity"], validation["table"]
     assert sep["flicker"], validation["table"]
+    assert sep["mouth_motion"], validation["table"]
+
+
+def test_mouth_motion_reads_the_footage_as_moving_and_a_frozen_frame_as_still(validation):
+    table = validation["table"]
+    assert table["ground_truth"]["mouth_motion"] > 0.3
+    assert table["static"]["mouth_motion"] == 0.0
 
 
 def test_ground_truth_lip_sync_is_clearly_positive(validation):
