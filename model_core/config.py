@@ -137,6 +137,8 @@ class BaseSamplerConfig:
     steps: int = 16
     guidance_scale: float = 3.0
     shift: float = 3.0
+    # Guidance on the audio alone on top (`model_core/flow.py` `guide`): 0 = plain guidance.
+    audio_guidance: float = 0.0
 
 
 @dataclass

@@ -50,6 +50,23 @@ def flow_matching_loss(
     return (err * weight).mean() if weight is not None else err.mean()
 
 
+def guide(
+    v_cond: torch.Tensor,
+    v_uncond: torch.Tensor | None,
+    scale: float,
+    v_no_audio: torch.Tensor | None = None,
+    audio_scale: float = 0.0,
+) -> torch.Tensor:
+    """Classifier-free guidance, v_u + scale * (v_c - v_u), plus `audio_scale` times the
+    audio's own direction (v_c - v_no_audio: the same conditions without the audio) where
+    that branch is given. The Base model drops caption, audio and both at training time,
+    so all three branches are ones it has learnt."""
+    v = v_cond if v_uncond is None else v_uncond + scale * (v_cond - v_uncond)
+    if v_no_audio is not None and audio_scale:
+        v = v + audio_scale * (v_cond - v_no_audio)
+    return v
+
+
 def sample_euler_cfg(
     velocity: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor],
     noise: torch.Tensor,
@@ -57,22 +74,27 @@ def sample_euler_cfg(
     guidance_scale: float = 1.0,
     shift: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    audio_guidance: float = 0.0,
+    without_audio: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Integrate from t=1 (noise) to t=0 with Euler steps on a shifted schedule.
 
     velocity(x, t, conditional) -> v. With guidance_scale != 1 each step also evaluates the
-    unconditional branch: v = v_u + g * (v_c - v_u).
+    unconditional branch: v = v_u + g * (v_c - v_u). With `audio_guidance` != 0 it also
+    evaluates `without_audio(x, t)` (every condition but the audio) and adds
+    audio_guidance * (v_c - v_without_audio) (`guide`).
     """
+    if audio_guidance and without_audio is None:
+        raise ValueError("audio_guidance needs the without_audio velocity")
     ts = shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
     x = noise
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
         tb = torch.full((x.shape[0],), float(t))
         v = velocity(x, tb, True)
-        if guidance_scale != 1.0:
-            v_u = velocity(x, tb, False)
-            v = v_u + guidance_scale * (v - v_u)
-        x = x + (t_next - t) * v
+        v_u = velocity(x, tb, False) if guidance_scale != 1.0 else None
+        v_na = without_audio(x, tb) if audio_guidance else None
+        x = x + (t_next - t) * guide(v, v_u, guidance_scale, v_na, audio_guidance)
         if progress is not None:
             progress(i + 1, steps)
     return x

@@ -168,8 +168,10 @@ class LPMPipeline:
         guidance_scale: float | None = None,
         seed: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        audio_guidance: float | None = None,
     ) -> np.ndarray:
-        """Render a whole clip bidirectionally with the multi-step Base sampler + CFG."""
+        """Render a whole clip bidirectionally with the multi-step Base sampler + CFG
+        (plus guidance on the audio alone: `audio_guidance`, default the config's)."""
         if self.model.base is None:
             raise RuntimeError("this pipeline was built without the Base model")
         cfg, net = self.config, self.model.base
@@ -191,7 +193,7 @@ class LPMPipeline:
         sink = net.encode_sink(enc.layout(cfg))
         frame_pos = torch.arange(frames) + cfg.refs.video_rope_offset
 
-        def velocity(x: torch.Tensor, t: torch.Tensor, cond: bool) -> torch.Tensor:
+        def velocity(x: torch.Tensor, t: torch.Tensor, cond: bool, heard: bool = True):
             return net(
                 x,
                 t[:, None].expand(-1, frames),
@@ -199,7 +201,7 @@ class LPMPipeline:
                 frame_pos=frame_pos,
                 context=ctx if cond else null_ctx,
                 context_mask=mask if cond else None,
-                audio=audio if cond else None,
+                audio=audio if cond and heard else None,
             )
 
         h, w = cfg.latent_hw
@@ -213,6 +215,8 @@ class LPMPipeline:
             sc.guidance_scale if guidance_scale is None else guidance_scale,
             sc.shift,
             progress,
+            sc.audio_guidance if audio_guidance is None else audio_guidance,
+            lambda x, t: velocity(x, t, True, heard=False),
         )
         video = self.model.vae.decode(
             torch.cat([enc.global_latent, x0], dim=2), audio=torch.from_numpy(speak)[None]

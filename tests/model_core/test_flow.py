@@ -4,6 +4,7 @@ import torch
 from model_core.flow import (
     add_noise,
     flow_matching_loss,
+    guide,
     predict_x0,
     sample_euler_cfg,
     sample_training_timesteps,
@@ -40,6 +41,26 @@ def test_guidance_extrapolates_from_unconditional():
     )
     out = sample_euler_cfg(lambda x, t, c: noise - (x0c if c else x0u), noise, 4, 2.0)
     assert torch.allclose(out, 2 * x0c - x0u)
+
+
+def test_audio_guidance_adds_the_audios_own_direction():
+    """v = v_u + g (v_c - v_u) + a (v_c - v_no_audio): with straight flows to x0c (all
+    conditions), x0u (none) and x0n (all but the audio), Euler lands on
+    x0u + g (x0c - x0u) + a (x0c - x0n)."""
+    x0c, x0u, x0n = (torch.full((1, 1, 1, 1, 1), v) for v in (1.0, 0.0, 0.5))
+    noise = torch.zeros(1, 1, 1, 1, 1)
+    out = sample_euler_cfg(
+        lambda x, t, c: noise - (x0c if c else x0u),
+        noise,
+        4,
+        2.0,
+        audio_guidance=3.0,
+        without_audio=lambda x, t: noise - x0n,
+    )
+    assert torch.allclose(out, x0u + 2 * (x0c - x0u) + 3 * (x0c - x0n))
+    assert torch.allclose(guide(x0c, None, 5.0, x0n, 0.0), x0c)  # nothing asked: conditional
+    with pytest.raises(ValueError, match="without_audio"):
+        sample_euler_cfg(lambda x, t, c: x, noise, 1, 1.0, audio_guidance=1.0)
 
 
 def test_shift_keeps_endpoints_and_moves_towards_noise():

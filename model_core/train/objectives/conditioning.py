@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from model_core.dit import LPMAudioInputs, LPMSink, LPMTransformer, latent_frame_spans
-from model_core.flow import predict_x0, shift_timesteps
+from model_core.flow import guide, predict_x0, shift_timesteps
 from model_core.kv_cache import SinkWindowKVCache
 from model_core.references import EncodedReferences
 from model_core.train.data import AUDIO_CONTEXT_SECONDS, LatentBatch
@@ -175,14 +175,20 @@ def guided_velocity(
     cond_kw: dict,
     uncond_kw: dict | None,
     scale: float,
+    audio_scale: float = 0.0,
 ) -> torch.Tensor:
-    """Velocity with classifier-free guidance; t is (B,) and applies to every frame."""
+    """Velocity with classifier-free guidance; t is (B,) and applies to every frame.
+    `audio_scale` adds guidance on the audio alone, as `render_base` does
+    (`guide` in model_core/flow.py)."""
     tt = t[:, None].expand(-1, x.shape[2])
     v = net(x, tt, **cond_kw)
-    if uncond_kw is None or scale == 1.0:
+    guided = uncond_kw is not None and scale != 1.0
+    heard = audio_scale != 0.0 and cond_kw.get("audio") is not None
+    if not guided and not heard:
         return v
-    v_u = net(x, tt, **uncond_kw)
-    return v_u + scale * (v - v_u)
+    v_u = net(x, tt, **uncond_kw) if guided else None
+    v_na = net(x, tt, **{**cond_kw, "audio": None}) if heard else None
+    return guide(v, v_u, scale if guided else 1.0, v_na, audio_scale)
 
 
 def ode_solve(

@@ -48,6 +48,9 @@ class DMDObjective(Objective):
         self.cond = LPMConditioner(model, self.p_framed)
         self.chunks = self.option("chunks", self.default_chunks)
         self.guidance = self.option("guidance_scale", float(self.cfg.sampler.guidance_scale))
+        # Guidance on the audio alone in the real score (`guide`): a teacher whose mouth
+        # follows the voice more than plain guidance makes it.
+        self.audio_guidance = self.option("audio_guidance", float(self.cfg.sampler.audio_guidance))
         self.generator_every = self.option("generator_every", 2)
         self.critic_lr = self.option("critic_lr", 0.0)
         self.t_range = (self.option("t_min", 0.02), self.option("t_max", 0.98))
@@ -117,7 +120,11 @@ class DMDObjective(Objective):
         t = self._times(x.shape[0])
         xt = add_noise(x, torch.randn_like(x), t)
         real = predict_x0(
-            xt, guided_velocity(self.model.base, xt, t, kw_real, ukw_real, self.guidance), t
+            xt,
+            guided_velocity(
+                self.model.base, xt, t, kw_real, ukw_real, self.guidance, self.audio_guidance
+            ),
+            t,
         )
         fake = predict_x0(xt, guided_velocity(self.critic, xt, t, kw_fake, None, 1.0), t)
         norm = (x - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)

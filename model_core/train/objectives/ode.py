@@ -35,6 +35,7 @@ class ODEObjective(Objective):
         self.chunks = self.option("chunks", 2)
         self.ode_steps = self.option("ode_steps", 8)
         self.guidance = self.option("guidance_scale", float(self.cfg.sampler.guidance_scale))
+        self.audio_guidance = self.option("audio_guidance", float(self.cfg.sampler.audio_guidance))
         self.window = self.cfg.online.window_chunks
         self.context_noise = self.option("context_noise", 0.0)
 
@@ -48,7 +49,7 @@ class ODEObjective(Objective):
         kw = self.cond.forward_kwargs(base, cond, f, sink=sink)
         ukw = self.cond.forward_kwargs(base, self.cond.unconditional(cond), f, sink=sink)
         return ode_solve(
-            lambda x, t: guided_velocity(base, x, t, kw, ukw, self.guidance),
+            lambda x, t: guided_velocity(base, x, t, kw, ukw, self.guidance, self.audio_guidance),
             torch.randn_like(batch.x0),
             self.ode_steps,
             self.cfg.sampler.shift,

@@ -10,11 +10,21 @@ CASES = {
     "vae": (30, 3e-3, {"frames": 5, "motion_weight": 2.0}),
     "vae-stream": (30, 3e-3, {"frames": 17, "chunk": 8, "motion_weight": 2.0}),
     "base": (30, 3e-3, {"motion_weight": 1.0, "mouth_weight": 4.0}),
-    "ode": (30, 3e-3, {"ode_steps": 2, "context_noise": 0.3, "mouth_weight": 4.0}),
+    "ode": (
+        30,
+        3e-3,
+        {"ode_steps": 2, "context_noise": 0.3, "mouth_weight": 4.0, "audio_guidance": 2.0},
+    ),
     "dmd-off": (
         20,
         1e-3,
-        {"generator_every": 1, "context_noise": 0.3, "mouth_weight": 4.0, "mouth_regress": 1.0},
+        {
+            "generator_every": 1,
+            "context_noise": 0.3,
+            "mouth_weight": 4.0,
+            "mouth_regress": 1.0,
+            "audio_guidance": 2.0,
+        },
     ),
     "dmd-on": (20, 1e-3, {"generator_every": 1, "chunks": 2}),
     "refiner": (30, 3e-3, {"mouth_weight": 4.0}),
@@ -45,6 +55,29 @@ def test_loss_decreases_on_a_fixed_batch(stage, tmp_path, micro_cfg, micro_sourc
     losses = [trainer.train_step()["loss"] for _ in range(steps)]
     k = max(3, steps // 5)
     assert mean(losses[-k:]) < mean(losses[:k]), losses
+
+
+def test_the_teachers_guidance_on_the_audio_alone_takes_the_audio_away_and_nothing_else():
+    """`guided_velocity` with `audio_scale`: the extra branch is the conditional one without
+    its audio (caption kept), and it is only run when the conditional branch has audio."""
+    import torch
+
+    from model_core.train.objectives.conditioning import guided_velocity
+
+    calls = []
+
+    def net(x, t, context, audio):
+        calls.append((context, audio))
+        return x * 0 + {("c", "a"): 1.0, ("c", None): 0.5, ("u", None): 0.0}[(context, audio)]
+
+    x, t = torch.zeros(1, 1, 2, 1, 1), torch.zeros(1)
+    kw, ukw = dict(context="c", audio="a"), dict(context="u", audio=None)
+    v = guided_velocity(net, x, t, kw, ukw, 2.0, audio_scale=3.0)
+    assert torch.allclose(v, torch.full_like(x, 0.0 + 2 * 1.0 + 3 * 0.5))
+    assert calls == [("c", "a"), ("u", None), ("c", None)]
+    calls.clear()
+    v = guided_velocity(net, x, t, dict(context="c", audio=None), ukw, 1.0, audio_scale=3.0)
+    assert torch.allclose(v, torch.full_like(x, 0.5)) and calls == [("c", None)]
 
 
 def test_decoder_stage_leaves_the_encoder_and_latent_statistics_alone(
