@@ -58,8 +58,7 @@ def validation_table(validation: dict | None) -> str:
         judge = validation["judge_prefers_ground_truth"].get(v)
         lines.append(
             f"| {v} | {_f(m['lip_sync'])} | {_f(m.get('mouth_motion'))} | {_f(m['identity'])} | "
-            f"{_f(m['listening'])} | "
-            f"{_f(m['flicker'], 4)} | {_f(judge, 2)} |"
+            f"{_f(m['listening'])} | {_f(m['flicker'], 4)} | {_f(judge, 2)} |"
         )
     sep = validation["separates"]
     lv = validation.get("listening")
