@@ -34,7 +34,7 @@ def test_lip_sync_identity_and_flicker_separate_real_footage(validation):
 def test_mouth_motion_reads_the_footage_as_moving_and_a_frozen_frame_as_still(validation):
     table = validation["table"]
     assert table["ground_truth"]["mouth_motion"] > 0.3
-    assert table["static"]["mouth_motion"] == 0.0
+    assert table["static"]["mouth_motion"] < 0.01  # the same frame read again: float noise
 
 
 def test_ground_truth_lip_sync_is_clearly_positive(validation):
