@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
-from model_core.bench.analysis import analyze_frames, reference_embeddings
+from model_core.bench.analysis import aggregate, analyze_frames, reference_embeddings
 from model_core.bench.judges import load_judges
 from model_core.bench.quality import SHIPPED_CHECKPOINT
 from model_core.bench.scenarios import ScenarioRenderer, scenario_specs
@@ -54,9 +53,10 @@ def main() -> None:
             sample = renderer.render(spec)
             ref = reference_embeddings(judges, sample)
             rows["ground_truth"].append(analyze_frames(sample.frames, sample, judges, ref))
+            refs = pipe.encode_references(sample.model_refs)
             for g in scales:
                 frames = pipe.render_base(
-                    pipe.encode_references(sample.model_refs),
+                    refs,
                     sample.speak,
                     sample.listen,
                     text=sample.identity.describe(),
@@ -67,10 +67,10 @@ def main() -> None:
                 )
                 rows[f"audio_guidance={g:g}"].append(analyze_frames(frames, sample, judges, ref))
             bar.update(1)
-    summary = {
-        name: {m: float(np.mean([r[m] for r in per if r[m] is not None])) for m in METRICS}
-        for name, per in rows.items()
-    }
+    summary = {}
+    for name, per in rows.items():
+        agg = aggregate(per)
+        summary[name] = {m: agg[m] for m in METRICS}
     result = {
         "checkpoint": str(a.checkpoint),
         "version": pipe.version,

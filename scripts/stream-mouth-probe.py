@@ -38,11 +38,13 @@ from model_core.progress import progress_bar
 LAGS = range(-12, 25, 2)  # frames: the mouth later than the voice is a positive lag
 
 
-def lagged(mouth: np.ndarray, energy: np.ndarray, lag: int) -> float:
+def lag_curve(mouth: np.ndarray, energy: np.ndarray) -> list[float]:
+    """Pearson r of the smoothed mouth against the smoothed energy at each of `LAGS`."""
     a, b = _smooth(mouth.astype(np.float64)), _smooth(energy.astype(np.float64))
-    if lag >= 0:
-        return pearson(a[lag:], b[: len(b) - lag])
-    return pearson(a[:lag], b[-lag:])
+    return [
+        pearson(a[lag:], b[: len(b) - lag]) if lag >= 0 else pearson(a[:lag], b[-lag:])
+        for lag in LAGS
+    ]
 
 
 def main() -> None:
@@ -98,8 +100,8 @@ def main() -> None:
         "mouth_spread": {"stream": float(mouth.std()), "footage": float(footage.std())},
         "lag_frames": list(LAGS),
         "lag_r": {
-            "stream": [lagged(mouth, energy, lag) for lag in LAGS],
-            "footage": [lagged(footage, energy, lag) for lag in LAGS],
+            "stream": lag_curve(mouth, energy),
+            "footage": lag_curve(footage, energy),
         },
         "windows": windows,
     }

@@ -188,7 +188,7 @@ def guided_velocity(
         return v
     v_u = net(x, tt, **uncond_kw) if guided else None
     v_na = net(x, tt, **{**cond_kw, "audio": None}) if heard else None
-    return guide(v, v_u, scale if guided else 1.0, v_na, audio_scale)
+    return guide(v, v_u, scale, v_na, audio_scale)
 
 
 def ode_solve(
