@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from model_core.dit import LPMAudioInputs, LPMSink, LPMTransformer, latent_frame_spans
-from model_core.flow import predict_x0
+from model_core.flow import guide, predict_x0
 from model_core.kv_cache import SinkWindowKVCache
 from model_core.references import EncodedReferences
 
@@ -87,8 +87,19 @@ class OnlineStream:
         seed: int = 0,
         window_chunks: int | None = -1,
         keep_sink: bool = True,
+        audio_guidance: float = 0.0,
+        refiner_audio_guidance: float = 0.0,
     ):
         cfg = model.cfg
+        for name, value in (("audio_guidance", audio_guidance),
+                            ("refiner_audio_guidance", refiner_audio_guidance)):
+            if not (value >= 0 and value < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        # Guidance on the voice alone (`model_core.flow.guide`): each Backbone (Refiner) step
+        # also runs without the audio and moves a further `audio_guidance` times along the
+        # audio's own direction. 0 = one pass per step, as distilled.
+        self.audio_guidance = float(audio_guidance)
+        self.refiner_audio_guidance = float(refiner_audio_guidance)
         self.model, self.cfg = model, cfg
         self.fps = cfg.video.fps
         self.frames_per_chunk = cfg.latent_frames_per_chunk
@@ -165,7 +176,10 @@ class OnlineStream:
         ts = self.cfg.online.backbone_timesteps
         x = self._noise(0)
         for i, t in enumerate(ts):
-            v = net(x, torch.full((1, self.frames_per_chunk), float(t)), **kw)
+            tt = torch.full((1, self.frames_per_chunk), float(t))
+            v = net(x, tt, **kw)
+            if self.audio_guidance:
+                v = guide(v, None, 1.0, net(x, tt, **{**kw, "audio": None}), self.audio_guidance)
             x0 = predict_x0(x, v, torch.tensor([float(t)]))
             if i + 1 < len(ts):
                 tn = float(ts[i + 1])
@@ -180,15 +194,18 @@ class OnlineStream:
         t = float(self.cfg.online.refiner_timestep)
         xr = (1 - t) * x0 + t * self._noise(101)
         frame_pos = torch.arange(self.frames_per_chunk) + self.cfg.refs.video_rope_offset
-        v = self.model.refiner(
-            xr,
-            torch.full((1, self.frames_per_chunk), t),
+        kw = dict(
             sink=self.refiner_sink,
             frame_pos=frame_pos,
             context=self.context,
             context_mask=self.context_mask,
             audio=self._audio_inputs(audio),
         )
+        tt = torch.full((1, self.frames_per_chunk), t)
+        v = self.model.refiner(xr, tt, **kw)
+        if self.refiner_audio_guidance:
+            v_na = self.model.refiner(xr, tt, **{**kw, "audio": None})
+            v = guide(v, None, 1.0, v_na, self.refiner_audio_guidance)
         return predict_x0(xr, v, torch.tensor([t]))
 
     @torch.no_grad()

@@ -141,9 +141,13 @@ class LPMPipeline:
         seed: int = 0,
         window_chunks: int | None = -1,
         keep_sink: bool = True,
+        audio_guidance: float = 0.0,
+        refiner_audio_guidance: float = 0.0,
     ) -> OnlineStream:
         """window_chunks: -1 = the config's window; None = keep all history (naive baseline).
-        keep_sink=False is the no-attention-sink ablation (references get evicted)."""
+        keep_sink=False is the no-attention-sink ablation (references get evicted).
+        audio_guidance / refiner_audio_guidance: guidance on the voice alone in the Backbone's
+        / the Refiner's steps (each costs one more pass of that network; 0 = as distilled)."""
         ctx, mask = self.encode_text(text)
         return OnlineStream(
             self.model,
@@ -153,6 +157,8 @@ class LPMPipeline:
             seed=seed,
             window_chunks=window_chunks,
             keep_sink=keep_sink,
+            audio_guidance=audio_guidance,
+            refiner_audio_guidance=refiner_audio_guidance,
         )
 
     # -- Base ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 
 from model_core.bench.analysis import aggregate, analyze_frames, reference_embeddings
 from model_core.bench.judges import Judges, load_judges
+from model_core.bench.metrics.listening import listening_score
 from model_core.bench.metrics.stability import drift
 from model_core.bench.metrics.win_rate import win_rate
 from model_core.bench.scenarios import (
@@ -51,6 +52,11 @@ class QualityBenchSettings:
     validation_samples: int = 20
     listening_loops: int = 3  # ground-truth dialogue windows that validate the listening metric
     listening_seconds: int = 60
+    # Every system but Base streams this many dialogue loops (`listening_loops`) of
+    # `listening_pass_seconds` each for its `listening` figure: 2-second samples hold too
+    # little silence to read it from. Base renders whole clips, not a stream, and gets none.
+    listening_pass: int = 3
+    listening_pass_seconds: int = 60
     threads: int | None = None
     judges_dir: str | None = None
     allow_untrained_judges: bool = False  # tests only: random judges when none are trained
@@ -66,6 +72,8 @@ QUICK = dict(
     base_steps=4,
     validation_samples=5,
     listening_loops=1,
+    listening_pass=1,
+    listening_pass_seconds=12,
 )
 
 
@@ -148,6 +156,7 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
     work = sum(1 for n in s.systems for sp in specs if n != "base" or sp.index in base_specs)
     work += min(s.validation_samples, s.samples) + len(streaming) * s.stream_seconds
     work += s.listening_loops if s.validation_samples else 0
+    work += listening_work(s, runners)
     run = _Run(s, judges, runners, {n: [] for n in s.systems})
     with (
         torch.no_grad(),
@@ -188,6 +197,7 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
             # 2-second samples hold too little silence to read listening from.
             validation["separates"]["listening"] = validation["listening"]["separates"]
             run.tick(s.listening_loops)
+        listening = listening_pass(run) if s.listening_pass else {}
         stability = long_stream(run, minutes) if minutes >= 2 else {}
 
     systems = {}
@@ -202,6 +212,10 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
             }
             for kind in dict.fromkeys(m["kind"] for m in run.per_sample[name])
         }
+        if s.listening_pass:
+            # The long dialogue's pooled figure, not the 2-second samples' (which is None).
+            agg["listening"] = listening[name]["listening"] if name in listening else None
+            agg["listening_pass"] = listening.get(name)
         st = stability.get(name)
         agg["stability"] = st
         agg["drift"] = st["drift"]["worst"] if st else None
@@ -246,6 +260,60 @@ def pairs(run: _Run, a: str, b: str, stability: dict) -> list[tuple[dict, dict]]
     if a in stability and b in stability:
         out += list(zip(stability[a]["per_minute"], stability[b]["per_minute"]))
     return out
+
+
+def listening_systems(runners: dict) -> list[str]:
+    return [n for n in runners if n != "base"]
+
+
+def listening_work(s: QualityBenchSettings, runners: dict) -> int:
+    """Progress steps of the listening pass: a chunk per streamed second, one per loop else."""
+    if not s.listening_pass:
+        return 0
+    per = {n: s.listening_pass_seconds if n in STREAMING else 1 for n in listening_systems(runners)}
+    return s.listening_pass * sum(per.values())
+
+
+def listening_pass(run: _Run) -> dict:
+    """Each system's listening figure on long dialogue: every system but Base renders the
+    same `listening_pass` loops (`listening_loops`: other characters than the samples' and
+    the long stream's) and the reaction-frame counts are pooled over them."""
+    s, judges = run.settings, run.judges
+    loops = listening_loops(s.listening_pass, s.listening_pass_seconds, s.seed)
+    names = listening_systems(run.runners)
+    counts = {n: np.zeros(4, np.int64) for n in names}
+    for loop in loops:
+        ref_emb = reference_embeddings(judges, loop)
+        seen: dict[int, np.ndarray] = {}
+        for name in names:
+            runner = run.runners[name]
+            run.bar.set_postfix_str(f"listening {name}")
+            if name in STREAMING:
+                if name == "untrained" and runner.pipe is run.runners.get("online", runner).pipe:
+                    if "online" in seen:  # random init: the same weights as `online`
+                        counts[name] += seen["online"]
+                        run.tick(s.listening_pass_seconds)
+                        continue
+                chunks = []
+                for chunk in runner.stream(loop, loop.speak, loop.listen, s.listening_pass_seconds):
+                    chunks.append(chunk)
+                    run.tick()
+                frames = np.concatenate(chunks)
+            else:
+                frames = runner.render(loop)
+                run.tick()
+            c = np.asarray(analyze_frames(frames, loop, judges, ref_emb)["listening_counts"])
+            seen[name] = c
+            counts[name] += c
+    return {
+        n: {
+            "listening": listening_score(c),
+            "counts": c.tolist(),  # reaction/listening, listening, reaction/silent, silent frames
+            "loops": len(loops),
+            "seconds": len(loops) * s.listening_pass_seconds,
+        }
+        for n, c in counts.items()
+    }
 
 
 def loop_spec(s: QualityBenchSettings) -> ScenarioSpec:

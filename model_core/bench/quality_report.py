@@ -35,6 +35,14 @@ def markdown_table(result: dict) -> str:
             f"{_f(m['identity'])} | "
             f"{_f(m['listening'])} | {_f(m['flicker'], 4)} | {_f(m['drift'])} |"
         )
+    passes = [m["listening_pass"] for m in result["systems"].values() if m.get("listening_pass")]
+    if passes:
+        lines += [
+            "",
+            f"Listening: every system but Base streamed {passes[0]['seconds']} s of dialogue "
+            f"({passes[0]['loops']} loops; 2-second samples hold too little silence), "
+            "reaction frames pooled: P(reaction | partner speaks) - P(reaction | silence).",
+        ]
     lines += ["", "| win rate (judge) | online wins |", "|---|---|"]
     for other in COMPARISONS:
         key = f"online_vs_{other}"

@@ -55,6 +55,19 @@ def register_quality(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--minute-seconds", type=int, help="'minute' length (default 60; quick 6)")
     p.add_argument("--validation-samples", type=int, help="samples for metric validation")
+    p.add_argument(
+        "--listening-pass",
+        type=int,
+        metavar="N",
+        help="dialogue loops every system but Base streams for its listening figure "
+        "(default 3; quick 1; 0 to skip)",
+    )
+    p.add_argument(
+        "--listening-pass-seconds",
+        type=int,
+        metavar="S",
+        help="length of each of those loops (default 60; quick 12)",
+    )
     p.add_argument("--judges", metavar="DIR", help="folder with the trained judges")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--json", metavar="OUT.json", help="write the full results here")
@@ -105,7 +118,8 @@ def quality_settings(args: argparse.Namespace):
 
     for name in ("samples", "seconds", "base_steps", "base_every", "minute_seconds", "threads"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    for name in ("stream_seconds", "validation_samples"):
+    _positive("listening-pass-seconds", args.listening_pass_seconds)
+    for name in ("stream_seconds", "validation_samples", "listening_pass"):
         _positive(name.replace("_", "-"), getattr(args, name), allow_zero=True)
     s = quick_settings() if args.quick else QualityBenchSettings()
     overrides = {
@@ -117,6 +131,8 @@ def quality_settings(args: argparse.Namespace):
             "stream_seconds",
             "minute_seconds",
             "validation_samples",
+            "listening_pass",
+            "listening_pass_seconds",
             "threads",
         )
         if getattr(args, k) is not None

@@ -91,3 +91,43 @@ def test_no_sink_ablation_evicts_references(pipe, refs):
     w = pipe.config.online.window_chunks
     assert all(np.array_equal(a[k], b[k]) for k in range(w))  # identical while refs in window
     assert stream.cache.sink.num_tokens == 0 and not np.array_equal(a[-1], b[-1])
+
+
+@pytest.fixture(scope="module")
+def one_step_pipe(pipe):
+    """`pipe`'s weights with a one-step Backbone, where x0 = x - v: guidance is then exact
+    arithmetic on the chunk's output."""
+    cfg = dataclasses.replace(
+        pipe.config, online=dataclasses.replace(pipe.config.online, backbone_timesteps=(1.0,))
+    )
+    out = LPMPipeline.build(config=cfg, seed=0, with_base=False)
+    out.model.load_state_dict(pipe.model.state_dict())
+    return out
+
+
+def _first_chunk_latents(pipe, refs, **kw):
+    stream = pipe.start_stream(refs, text="a calm host", seed=3, **kw)
+    audio_in = stream.encode_audio(audio(1, 1)[0], audio(2, 1)[0])
+    x0 = stream.backbone(audio_in)
+    return x0, stream.refine(x0, audio_in)
+
+
+def test_audio_guidance_moves_along_the_voices_own_direction(one_step_pipe, refs):
+    x0 = {g: _first_chunk_latents(one_step_pipe, refs, audio_guidance=g)[0] for g in (0, 1, 3)}
+    step = x0[1] - x0[0]  # -(v_c - v_no_audio): what the voice changes in the chunk
+    assert step.abs().max() > 1e-4  # the audio does reach the Backbone
+    assert np.allclose((x0[3] - x0[0]).numpy(), 3 * step.numpy(), atol=1e-4)
+
+
+def test_refiner_audio_guidance_only_changes_the_refiner(one_step_pipe, refs):
+    x0, plain = _first_chunk_latents(one_step_pipe, refs)
+    x0_r, guided = _first_chunk_latents(one_step_pipe, refs, refiner_audio_guidance=2.0)
+    assert np.array_equal(x0.numpy(), x0_r.numpy())
+    assert not np.allclose(plain.numpy(), guided.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_audio_guidance_rejects_a_bad_scale(pipe, refs, bad):
+    for name in ("audio_guidance", "refiner_audio_guidance"):
+        with pytest.raises(ValueError, match=name):
+            pipe.start_stream(refs, **{name: bad})

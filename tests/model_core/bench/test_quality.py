@@ -4,9 +4,11 @@ stream of 1 s minutes, random-init model): every key for every system, and deter
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from model_core.bench.judges import JUDGES_DIR, PROBE_FILE
+from model_core.bench.metrics.listening import listening_score
 from model_core.bench.quality import METRICS, quick_settings, run_quality_bench
 from model_core.bench.systems import SYSTEMS
 from model_core.cli import OneLineArgumentParser
@@ -29,6 +31,7 @@ TINY = dict(
     validation_samples=1,
     listening_loops=1,
     listening_seconds=4,
+    listening_pass_seconds=4,
     checkpoint=None,
     allow_untrained_judges=True,
     progress=False,
@@ -50,6 +53,35 @@ def test_json_has_every_metric_for_every_system_and_every_win_rate(result):
     assert result["model"]["source"] == "random init"
     assert result["validation"]["table"]["ground_truth"]["flicker"] is not None
     json.dumps(result)  # serialisable as is
+
+
+def test_listening_is_read_from_long_dialogue_for_every_system_but_base(result):
+    sy = result["systems"]
+    assert sy["base"]["listening"] is None and sy["base"]["listening_pass"] is None
+    for name, m in sy.items():
+        if name == "base":
+            continue
+        p = m["listening_pass"]
+        assert (p["loops"], p["seconds"]) == (1, 4), name
+        rl, nl, rs, ns = p["counts"]
+        assert 0 <= rl <= nl and 0 <= rs <= ns and 0 < nl + ns <= 4 * 24, (name, p["counts"])
+        assert m["listening"] == listening_score(np.array(p["counts"])), name
+    # The same loop the listening validation reads: ground truth's counts are the validation's.
+    want = result["validation"]["listening"]["counts"]["ground_truth"]
+    assert sy["ground_truth"]["listening_pass"]["counts"] == want
+    # Random init: `untrained` is the same weights as `online`, and streams the same frames.
+    assert sy["untrained"]["listening_pass"] == sy["online"]["listening_pass"]
+
+
+def test_cli_listening_pass_options_reach_the_settings():
+    from model_core.cli.bench_quality import quality_settings
+
+    args = ["bench", "quality", "--quick", "--listening-pass", "0"]
+    s = quality_settings(_parser().parse_args(args))
+    assert (s.listening_pass, s.listening_pass_seconds) == (0, 12)
+    args = ["bench", "quality", "--listening-pass", "2", "--listening-pass-seconds", "30"]
+    s = quality_settings(_parser().parse_args(args))
+    assert (s.listening_pass, s.listening_pass_seconds, s.quick) == (2, 30, False)
 
 
 def test_same_seed_same_figures_and_a_long_stream_gives_drift(result):
@@ -126,6 +158,8 @@ def test_cli_with_no_validation_samples_skips_the_metric_validation(tmp_path):
         ["--samples", "0"],
         ["--json", "x.txt"],
         ["--stream-seconds", "-1"],
+        ["--listening-pass", "-1"],
+        ["--listening-pass-seconds", "0"],
     ],
 )
 def test_cli_rejects_bad_input(argv, tmp_path):
