@@ -270,8 +270,8 @@ def listening_work(s: QualityBenchSettings, runners: dict) -> int:
     """Progress steps of the listening pass: a chunk per streamed second, one per loop else."""
     if not s.listening_pass:
         return 0
-    per = {n: s.listening_pass_seconds if n in STREAMING else 1 for n in listening_systems(runners)}
-    return s.listening_pass * sum(per.values())
+    per = [s.listening_pass_seconds if n in STREAMING else 1 for n in listening_systems(runners)]
+    return s.listening_pass * sum(per)
 
 
 def listening_pass(run: _Run) -> dict:
@@ -284,7 +284,7 @@ def listening_pass(run: _Run) -> dict:
     counts = {n: np.zeros(4, np.int64) for n in names}
     for loop in loops:
         ref_emb = reference_embeddings(judges, loop)
-        seen: dict[int, np.ndarray] = {}
+        seen: dict[str, np.ndarray] = {}
         for name in names:
             runner = run.runners[name]
             run.bar.set_postfix_str(f"listening {name}")
