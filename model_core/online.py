@@ -91,8 +91,10 @@ class OnlineStream:
         refiner_audio_guidance: float = 0.0,
     ):
         cfg = model.cfg
-        for name, value in (("audio_guidance", audio_guidance),
-                            ("refiner_audio_guidance", refiner_audio_guidance)):
+        for name, value in (
+            ("audio_guidance", audio_guidance),
+            ("refiner_audio_guidance", refiner_audio_guidance),
+        ):
             if not (value >= 0 and value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         # Guidance on the voice alone (`model_core.flow.guide`): each Backbone (Refiner) step

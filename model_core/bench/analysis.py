@@ -35,7 +35,9 @@ def analyze_frames(
     probe = judges.probe.predict(frames)
     sim = frame_similarity(judges.embedder.embed(frames), ref_emb)
     speaking = sample.state == "speaking"
-    reaction = reaction_frames(probe["pitch"], probe["brow"], vertical_shift(probe_crop(frames)))
+    flick = flicker(frames)
+    shift = vertical_shift(probe_crop(frames))
+    reaction = reaction_frames(probe["pitch"], probe["brow"], shift, flick)
     counts = listening_counts(reaction, sample.listen_context, sample.silent_context)
     return {
         "lip_sync": lip_sync_score(probe["mouth_open"], sample.speech_energy, speaking),
@@ -43,7 +45,7 @@ def analyze_frames(
         **identity_scores(sim, sample.head_yaw),
         "listening": listening_score(counts),
         "listening_counts": counts.tolist(),
-        "flicker": flicker(frames),
+        "flicker": flick,
     }
 
 

@@ -10,6 +10,12 @@ ground-truth dialogue that detector's frames were all inside scripted reactions 
 1.0, recall 0.2-0.3: it sees the nods, not the brow raises, and no idle motion).
 The score is P(reaction | listening) - P(reaction | silence): a character that reacts to what
 it hears scores high, one that twitches all the time or never moves scores about zero.
+Neither rule alone sees a picture with no still face in it: a randomly initialised generator
+draws frames that change from frame to frame by about 170 times the footage's flicker, and
+that churn, driven by the audio it is given, read as nods during the partner's speech (0.043
+on LPM-Bench-mini's 180 s, above the footage's own 0.029). So a clip whose flicker is above
+`UNSTABLE_FLICKER` (30x the footage's, 15x the shipped model's) has no face to react from:
+every frame counts as a reaction frame, as for footage that never holds still.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ MIN_SHIFT_FRAMES = 2
 TWITCH_SHARE = 0.25  # features off their baseline in more frames than this: no baseline
 MAX_SHIFT = 4.0 / 96
 SHIFT_STEP = 0.25 / 96
+UNSTABLE_FLICKER = 0.05  # `flicker` of the clip; the footage's is about 0.0016
 
 
 def _runs_at_least(mask: np.ndarray, n: int) -> np.ndarray:
@@ -61,12 +68,18 @@ def vertical_shift(head_frames: np.ndarray) -> np.ndarray:
 
 
 def reaction_frames(
-    pitch: np.ndarray, brow: np.ndarray, shift: np.ndarray | None = None
+    pitch: np.ndarray,
+    brow: np.ndarray,
+    shift: np.ndarray | None = None,
+    flicker: float | None = None,
 ) -> np.ndarray:
     """(T,) bool: frames inside a detected nod or brow raise. `shift` (`vertical_shift` of
     the head crop) adds nods seen in the pixels: the features moving past `NOD_SHIFT` from
     their moving median for at least `MIN_SHIFT_FRAMES` frames; where they are off their
-    median in more than `TWITCH_SHARE` of the frames, every frame is a reaction frame."""
+    median in more than `TWITCH_SHARE` of the frames, or the clip's `flicker` is above
+    `UNSTABLE_FLICKER`, every frame is a reaction frame."""
+    if flicker is not None and flicker > UNSTABLE_FLICKER:
+        return np.ones(len(pitch), bool)
     size = min(BASELINE_FRAMES, len(pitch) | 1)
     nod = pitch - median_filter(pitch, size=size, mode="nearest") > NOD_DEG
     raise_ = brow - median_filter(brow, size=size, mode="nearest") > BROW_RAISE

@@ -4,7 +4,12 @@ import numpy as np
 
 from model_core.bench.metrics.flicker import flicker
 from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
-from model_core.bench.metrics.listening import listening_score, reaction_frames, vertical_shift
+from model_core.bench.metrics.listening import (
+    UNSTABLE_FLICKER,
+    listening_score,
+    reaction_frames,
+    vertical_shift,
+)
 from model_core.bench.metrics.mouth_motion import mouth_motion
 from model_core.bench.metrics.stability import drift
 from model_core.bench.metrics.win_rate import preference, win_rate
@@ -76,6 +81,21 @@ def test_footage_that_never_holds_still_has_no_reactions_to_contrast():
     frames = face_with_features(96, down)
     r = reaction_frames(np.zeros(96), np.zeros(96), vertical_shift(frames))
     assert r.all()  # every frame moves: listening and silence look alike, score 0
+
+
+def test_a_picture_with_no_still_face_has_no_reactions_to_contrast():
+    down = np.zeros(96, int)
+    down[40:46] = 2  # one nod: found in a still picture
+    still = face_with_features(96, down)
+    flat = np.zeros(96)
+    r = reaction_frames(flat, flat, vertical_shift(still), flicker(still))
+    assert r[40:46].all() and not r[:38].any()
+    # The same frames under churn that changes them from frame to frame (a random generator's
+    # frames): every frame counts, so listening and silence score alike.
+    rng = np.random.default_rng(0)
+    churn = np.clip(still + rng.normal(0, 40, still.shape), 0, 255).astype(np.uint8)
+    assert flicker(churn) > UNSTABLE_FLICKER > flicker(still)
+    assert reaction_frames(flat, flat, vertical_shift(churn), flicker(churn)).all()
 
 
 def test_listening_score_contrasts_listening_with_silence():
