@@ -70,6 +70,15 @@ class AudioFeatureHistory:
         return out[0:1], out[1:2]
 
 
+def _velocity(net, x: torch.Tensor, t: torch.Tensor, kw: dict, audio_guidance: float):
+    """`net`'s velocity, guided on the audio alone (`guide`) when `audio_guidance` is not 0:
+    one more pass with the same conditions but no audio."""
+    v = net(x, t, **kw)
+    if audio_guidance:
+        v = guide(v, None, 1.0, net(x, t, **{**kw, "audio": None}), audio_guidance)
+    return v
+
+
 def _empty_sink(sink: LPMSink) -> LPMSink:
     return LPMSink([k[:, :0] for k in sink.k], [v[:, :0] for v in sink.v])
 
@@ -179,9 +188,7 @@ class OnlineStream:
         x = self._noise(0)
         for i, t in enumerate(ts):
             tt = torch.full((1, self.frames_per_chunk), float(t))
-            v = net(x, tt, **kw)
-            if self.audio_guidance:
-                v = guide(v, None, 1.0, net(x, tt, **{**kw, "audio": None}), self.audio_guidance)
+            v = _velocity(net, x, tt, kw, self.audio_guidance)
             x0 = predict_x0(x, v, torch.tensor([float(t)]))
             if i + 1 < len(ts):
                 tn = float(ts[i + 1])
@@ -204,10 +211,7 @@ class OnlineStream:
             audio=self._audio_inputs(audio),
         )
         tt = torch.full((1, self.frames_per_chunk), t)
-        v = self.model.refiner(xr, tt, **kw)
-        if self.refiner_audio_guidance:
-            v_na = self.model.refiner(xr, tt, **{**kw, "audio": None})
-            v = guide(v, None, 1.0, v_na, self.refiner_audio_guidance)
+        v = _velocity(self.model.refiner, xr, tt, kw, self.refiner_audio_guidance)
         return predict_x0(xr, v, torch.tensor([t]))
 
     @torch.no_grad()

@@ -98,10 +98,27 @@ class _Run:
     runners: dict[str, SystemRunner]
     per_sample: dict[str, list[dict]] = field(default_factory=dict)
     bar: object | None = None
+    dialogue: dict[int, list[ScenarioSample]] = field(default_factory=dict)  # by seconds
 
     def tick(self, n: int = 1) -> None:
         if self.bar is not None:
             self.bar.update(n)
+
+    def copies_online(self, name: str) -> bool:
+        """`untrained` under a random init is `online`'s own pipeline: the same frames."""
+        runners = self.runners
+        return (
+            name == "untrained"
+            and "online" in runners
+            and runners[name].pipe is runners["online"].pipe
+        )
+
+    def dialogue_loops(self, count: int, seconds: int) -> list[ScenarioSample]:
+        """`listening_loops`, rendered once for the listening validation and pass alike."""
+        have = self.dialogue.get(seconds, [])
+        if len(have) < count:
+            have = self.dialogue[seconds] = listening_loops(count, seconds, self.settings.seed)
+        return have[:count]
 
 
 def build_runners(s: QualityBenchSettings, checkpoint: str | None) -> tuple[dict, str]:
@@ -171,11 +188,7 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
                 if name == "base" and spec.index not in base_specs:
                     continue
                 bar.set_postfix_str(f"{spec.name} {name}")
-                if (
-                    name == "untrained"
-                    and runner.pipe is runners.get("online", runner).pipe
-                    and "online" in runners
-                ):
+                if run.copies_online(name):
                     run.per_sample[name].append(run.per_sample["online"][-1])  # same weights
                 else:
                     frames = runner.render(sample)
@@ -192,7 +205,7 @@ def run_quality_bench(s: QualityBenchSettings) -> dict:
             run.tick(len(validation_set))
         if validation and s.listening_loops:
             bar.set_postfix_str("listening validation")
-            loops = listening_loops(s.listening_loops, s.listening_seconds, s.seed)
+            loops = run.dialogue_loops(s.listening_loops, s.listening_seconds)
             validation["listening"] = validate_listening(loops, judges, s.seed)
             # 2-second samples hold too little silence to read listening from.
             validation["separates"]["listening"] = validation["listening"]["separates"]
@@ -279,7 +292,7 @@ def listening_pass(run: _Run) -> dict:
     same `listening_pass` loops (`listening_loops`: other characters than the samples' and
     the long stream's) and the reaction-frame counts are pooled over them."""
     s, judges = run.settings, run.judges
-    loops = listening_loops(s.listening_pass, s.listening_pass_seconds, s.seed)
+    loops = run.dialogue_loops(s.listening_pass, s.listening_pass_seconds)
     names = listening_systems(run.runners)
     counts = {n: np.zeros(4, np.int64) for n in names}
     for loop in loops:
@@ -288,12 +301,11 @@ def listening_pass(run: _Run) -> dict:
         for name in names:
             runner = run.runners[name]
             run.bar.set_postfix_str(f"listening {name}")
+            if run.copies_online(name) and "online" in seen:
+                counts[name] += seen["online"]
+                run.tick(s.listening_pass_seconds)
+                continue
             if name in STREAMING:
-                if name == "untrained" and runner.pipe is run.runners.get("online", runner).pipe:
-                    if "online" in seen:  # random init: the same weights as `online`
-                        counts[name] += seen["online"]
-                        run.tick(s.listening_pass_seconds)
-                        continue
                 chunks = []
                 for chunk in runner.stream(loop, loop.speak, loop.listen, s.listening_pass_seconds):
                     chunks.append(chunk)
@@ -334,11 +346,7 @@ def long_stream(run: _Run, minutes: int) -> dict:
         if name == "ground_truth":
             per_minute = [gt] * minutes  # the same footage every minute
         elif name in STREAMING and (s.stream_systems is None or name in s.stream_systems):
-            if (
-                name == "untrained"
-                and "online" in out
-                and runner.pipe is run.runners["online"].pipe
-            ):
+            if run.copies_online(name) and "online" in out:
                 out[name] = out["online"]
                 run.tick(s.stream_seconds)
                 continue
