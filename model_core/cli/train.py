@@ -35,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "stage",
         metavar="STAGE",
-        help=f"{', '.join(STAGE_NAMES)}, all, mouth-reader (the vae-decoder stage's "
-        "mouth_read loss: --data, --out PATH.safetensors), or online-latents (a checkpoint's "
-        "Online model streamed over training windows, for vae-decoder's gen_latents: --init, "
-        "--data, --out PATH.pt, --option windows=N)",
+        help=f"{', '.join(STAGE_NAMES)}, all, mouth-reader (for the mouth_read loss of "
+        "ode, dmd-off, dmd-on, refiner and vae-decoder: --data, --out PATH.safetensors), or "
+        "online-latents (a checkpoint's Online model streamed over training windows, for "
+        "vae-decoder's gen_latents: --init, --data, --out PATH.pt, --option windows=N)",
     )
     p.add_argument("--preset", default="tiny", help="model preset (default tiny)")
     p.add_argument(

@@ -88,6 +88,19 @@ class LPMMouthReader(nn.Module):
         return reader.eval().requires_grad_(False)
 
 
+def reader_error(reader: LPMMouthReader, frames: Tensor, boxes: Tensor, target: Tensor) -> Tensor:
+    """A frozen reader's squared error on decoded frames (B, 3, T, H, W) given each frame's
+    pixel mouth region (B, T, 4) and ground-truth opening (B, T), over the frames that have
+    both (0 with the graph kept when none has)."""
+    b, c, t, h, w = frames.shape
+    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
+    boxes, target = boxes.reshape(b * t, 4), target.reshape(b * t)
+    ok = ~(boxes.isnan().any(dim=1) | target.isnan())
+    if not bool(ok.any()):
+        return frames.sum() * 0.0
+    return F.mse_loss(reader(flat[ok], boxes[ok]), target[ok].to(frames.dtype))
+
+
 def _soften(x: Tensor) -> Tensor:
     """Frames (N, 3, H, W) at half resolution and back: about as soft as a tiny-VAE decode."""
     return F.interpolate(F.avg_pool2d(x, 2), x.shape[-2:], mode="bilinear", align_corners=False)

@@ -35,6 +35,7 @@ class Objective:
     data_kind = "latents"  # "frames" (pixel clips) or "latents" (LatentCache batches)
     frames_per_clip = 9  # pixel clips only: 1 + 4k frames
     uses_mouth_latent = False  # whether `step` adds the `mouth_latent` term
+    uses_mouth_read = False  # whether `step` adds the pixel `mouth_read` term
 
     def __init__(self, model: LPMModel, options: dict[str, Any] | None = None):
         self.model = model
@@ -59,6 +60,20 @@ class Objective:
                 f"{self.name} has no mouth_latent option (base, ode, dmd-off, dmd-on and "
                 "refiner have)"
             )
+        # Weight of the frozen pixel mouth reader's error on the stage's clean latent, decoded
+        # by the (frozen) VAE, against the footage's ground-truth opening (`pixel_read_error`);
+        # the vae-decoder stage has its own use of the same option and reader.
+        self.w_mouth_read = self.option("mouth_read", 0.0)
+        if self.w_mouth_read < 0:
+            raise ValueError(f"mouth_read must be >= 0, got {self.w_mouth_read}")
+        if self.w_mouth_read > 0 and not self.uses_mouth_read:
+            raise ValueError(
+                f"{self.name} has no mouth_read option (ode, dmd-off, dmd-on, refiner and "
+                "vae-decoder have)"
+            )
+        self.mouth_reader = None
+        if self.w_mouth_read > 0:
+            self.mouth_reader = self.load_mouth_reader("mouth_read")
         # Which frame of a window is its framed picture (`LatentCache.picture_kind`): "first",
         # or "rest", the most closed-mouth one, so that the picture's mouth says nothing
         # about the window's speech and the mouth must come from the voice.
@@ -78,13 +93,51 @@ class Objective:
     @property
     def needs_mouth(self) -> bool:
         """Whether batches must carry mouth regions (the loop builds them so)."""
-        return self.w_mouth > 0 or self.w_mouth_latent > 0
+        return self.w_mouth > 0 or self.w_mouth_latent > 0 or self.w_mouth_read > 0
 
     @property
     def needs_mouth_open(self) -> bool:
         """Whether batches (pixel clips, or the latent cache) must carry each frame's
         ground-truth mouth opening."""
-        return self.w_mouth_latent > 0
+        return self.w_mouth_latent > 0 or self.w_mouth_read > 0
+
+    def load_mouth_reader(self, what: str):
+        """The frozen pixel mouth reader named by the `mouth_reader` option (a file from
+        `lpm train mouth-reader`; `lpm train all` trains one when the option is missing);
+        `what` is the option that needs it, for the error."""
+        from pathlib import Path
+
+        from model_core.train.mouth_reader import LPMMouthReader
+
+        path = self.option("mouth_reader", "")
+        if not path or not Path(path).is_file():
+            raise ValueError(
+                f"{self.name} {what} needs mouth_reader=PATH of a trained mouth reader "
+                f"(`lpm train mouth-reader`), got {path!r}"
+            )
+        return LPMMouthReader.load(path)
+
+    def pixel_read_error(
+        self, x0_hat: torch.Tensor, batch, frames: slice = slice(None)
+    ) -> torch.Tensor:
+        """`mouth_read`: the generated clean latents `x0_hat` (`frames` of the batch's latent
+        frames) decoded by the frozen VAE, and the frozen pixel mouth reader's squared error
+        on them against the footage's ground-truth opening. The mouth a latent reader finds
+        in a latent need not be one the decoder draws (docs/training.md); this scores the
+        drawn one. The chunk is decoded from a cold cache, so its first latent frame gives
+        one frame and is left out; the others give `temporal_factor` frames each."""
+        from model_core.train.mouth_reader import reader_error
+
+        self._require_mouth(batch.mouth)
+        if batch.mouth_open is None:
+            raise ValueError(f"{self.name} mouth_read needs the footage's mouth openings")
+        mouth, opening = batch.mouth[:, frames], batch.mouth_open[:, frames]
+        if x0_hat.shape[2] < 2:
+            return x0_hat.sum() * 0.0
+        tf, sf = self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor
+        boxes = (mouth[:, 1:] * sf).repeat_interleave(tf, dim=1)
+        drawn = self.model.vae.decode(x0_hat, clamp=False)[:, :, 1:]
+        return reader_error(self.mouth_reader, drawn, boxes, opening[:, 1:].flatten(1))
 
     def prepare(self, cache) -> None:
         """Called once with the `LatentCache` before the first step of a latent stage: fits

@@ -40,6 +40,7 @@ from model_core.train.objectives.vae import weighted_mean
 
 class DMDObjective(Objective):
     uses_mouth_latent = True
+    uses_mouth_read = True
     on_policy = False
     default_chunks = 2
 
@@ -164,6 +165,10 @@ class DMDObjective(Objective):
                 opening = self.opening_error(x, batch.x0, batch)
                 loss = loss + self.w_mouth_latent * opening
                 metrics["mouth_latent"] = opening.item()
+            if self.w_mouth_read > 0:  # the drawn mouth against the footage's opening
+                read = self.pixel_read_error(x, batch)
+                loss = loss + self.w_mouth_read * read
+                metrics["mouth_read_mse"] = read.item()
         # The critic: flow matching on the generator's (detached) samples.
         sample = x.detach()
         t = self._times(sample.shape[0])

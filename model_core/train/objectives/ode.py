@@ -27,6 +27,7 @@ from model_core.train.objectives.vae import weighted_mean
 class ODEObjective(Objective):
     name = "ode"
     uses_mouth_latent = True
+    uses_mouth_read = True
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -82,4 +83,8 @@ class ODEObjective(Objective):
             opening = self.opening_error(pred, batch.x0[:, :, sl], batch, sl)
             loss = loss + self.w_mouth_latent * opening
             metrics["mouth_latent"] = opening.item()
+        if self.w_mouth_read > 0:  # the drawn mouth against the footage's opening
+            read = self.pixel_read_error(pred, batch, sl)
+            loss = loss + self.w_mouth_read * read
+            metrics["mouth_read_mse"] = read.item()
         return loss, metrics

@@ -5,7 +5,8 @@ batch, a ground-truth chunk is noised to the Backbone's last timestep and denois
 (frozen) Backbone, which keeps the chunk's layout but loses detail, as the Backbone's output
 does in streaming. That output is re-noised to the refiner timestep exactly as
 `OnlineStream.refine` does, and the Refiner's one-step prediction is regressed onto the
-ground-truth latents (L2 + L1).
+ground-truth latents (L2 + L1). Option `mouth_read` W adds W x a frozen pixel mouth reader's
+error on the prediction decoded by the frozen VAE (`Objective.pixel_read_error`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def init_refiner_from_base(model) -> None:
 class RefinerObjective(Objective):
     name = "refiner"
     uses_mouth_latent = True
+    uses_mouth_read = True
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -69,4 +71,8 @@ class RefinerObjective(Objective):
             opening = self.opening_error(pred, x0, batch)
             loss = loss + self.w_mouth_latent * opening
             metrics["mouth_latent"] = opening.item()
+        if self.w_mouth_read > 0:
+            read = self.pixel_read_error(pred, batch)
+            loss = loss + self.w_mouth_read * read
+            metrics["mouth_read_mse"] = read.item()
         return loss, metrics

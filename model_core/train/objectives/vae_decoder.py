@@ -10,7 +10,6 @@ take the mouth's movement out of a clip's latents, and a frozen mouth reader
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +69,7 @@ class DecoderObjective(VAEObjective):
     """
 
     name = "vae-decoder"
+    uses_mouth_read = True  # its own term: the footage's latents decoded (`mouth_read_loss`)
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -90,16 +90,9 @@ class DecoderObjective(VAEObjective):
         self.gen_batch = self.option("gen_batch", 2)
         self.reader = None
         if self.w_read > 0 or self.gen_path:
-            from model_core.train.mouth_reader import LPMMouthReader
-
-            path = self.option("mouth_reader", "")
-            if not path or not Path(path).is_file():
-                what = "mouth_read" if self.w_read > 0 else "gen_latents"
-                raise ValueError(
-                    f"vae-decoder {what} needs mouth_reader=PATH of a trained mouth reader "
-                    f"(`lpm train mouth-reader`), got {path!r}"
-                )
-            self.reader = LPMMouthReader.load(path)
+            self.reader = self.mouth_reader or self.load_mouth_reader(
+                "mouth_read" if self.w_read > 0 else "gen_latents"
+            )
         self.gen = self.gen_anchor = None
         if self.gen_path:
             self._load_gen_latents(model)
@@ -249,15 +242,10 @@ class DecoderObjective(VAEObjective):
         return self.reader_error(recon, fb.mouth, fb.mouth_open)
 
     def reader_error(self, recon: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor):
-        """The reader's squared error on decoded frames (B, 3, T, H, W) given each frame's
-        pixel mouth region (B, T, 4) and opening (B, T), over the frames that have both."""
-        b, c, t, h, w = recon.shape
-        frames = recon.transpose(1, 2).reshape(b * t, c, h, w)
-        boxes, target = boxes.reshape(b * t, 4), target.reshape(b * t)
-        ok = ~(boxes.isnan().any(dim=1) | target.isnan())
-        if not bool(ok.any()):
-            return recon.new_zeros(())
-        return F.mse_loss(self.reader(frames[ok], boxes[ok]), target[ok].to(recon.dtype))
+        """The reader's squared error on decoded frames (`mouth_reader.reader_error`)."""
+        from model_core.train.mouth_reader import reader_error
+
+        return reader_error(self.reader, recon, boxes, target)
 
     # -- the Online model's own latents (`gen_latents`) -------------------------------------------
     def _load_gen_latents(self, model) -> None:
