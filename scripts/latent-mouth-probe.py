@@ -16,10 +16,14 @@ alone. The scores:
 - probe_sample: the bench's FaceProbe reading of the decoded sample;
 - probe_roundtrip: the FaceProbe reading of the footage's own latents decoded, the most the
   decoder lets through;
-- reader_footage: the reader on the footage's latents.
+- reader_footage: the reader on the footage's latents;
+- pixel_sample, pixel_roundtrip (with `--mouth-reader PATH`): the training-side pixel mouth
+  reader (`lpm train mouth-reader`, the `mouth_read` loss's) on the decoded sample and on the
+  footage's latents decoded. A generator trained with `mouth_read` that this reader finds
+  following the footage while the FaceProbe does not has learnt that reader, not the mouth.
 
 Usage: .venv/bin/python scripts/latent-mouth-probe.py CACHE CHECKPOINT... [--windows 24]
-       [--steps 8] [--system base|online] [--json OUT.json]
+       [--steps 8] [--system base|online] [--mouth-reader PATH] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -45,7 +49,22 @@ def corr(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int, system: str) -> dict:
+def pixel_read(pixel, video, mouth, tf: int, sf: int) -> np.ndarray:
+    """The pixel reader's opening of decoded frames (B, 3, T, H, W) -> (B, T), each frame's box
+    from its latent frame's mouth region (B, F, 4) in latent cells."""
+    b, c, t, h, w = video.shape
+    boxes = (mouth * sf).repeat_interleave(tf, dim=1)[:, :t].reshape(b * t, 4)
+    frames = video.transpose(1, 2).reshape(b * t, c, h, w)
+    ok = ~boxes.isnan().any(dim=1)
+    out = torch.full((b * t,), float("nan"))
+    if bool(ok.any()):
+        out[ok] = pixel(frames[ok], boxes[ok])
+    return out.reshape(b, t).numpy()
+
+
+def probe_checkpoint(
+    path, cache, reader, probe, windows: int, steps: int, system: str, pixel=None
+) -> dict:
     model = LPMPipeline.load(path, with_base=True).model
     # The Base model samples as the ODE stage does; the Backbone streams as dmd-on's
     # on-policy rollout does (the ODE objective would reset it to the Base weights).
@@ -55,6 +74,9 @@ def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int, syste
         obj = make_objective("ode", model, {"framed_global": 1.0, "ode_steps": steps})
     scores = {k: [] for k in ("reader_sample", "reader_sample_silent", "reader_footage")}
     scores |= {k: [] for k in ("probe_sample", "probe_sample_silent", "probe_roundtrip")}
+    if pixel is not None:
+        scores |= {"pixel_sample": [], "pixel_roundtrip": []}
+    tf, sf = model.cfg.vae.temporal_factor, model.cfg.vae.spatial_factor
     picks = np.linspace(0, len(cache) - 1, windows).round().astype(int).tolist()
     for start in range(0, len(picks), 4):
         batch = cache.batch(picks[start : start + 4])
@@ -71,12 +93,18 @@ def probe_checkpoint(path, cache, reader, probe, windows: int, steps: int, syste
                 read, _ = reader.read(sample, batch.mouth, batch.picture)
                 video = model.vae.decode(torch.cat([batch.picture, sample], 2))[:, :, 1:]
                 tail = "" if voice else "_silent"
+                if pixel is not None and voice:
+                    drawn = pixel_read(pixel, video, batch.mouth, tf, sf)
+                    own_drawn = pixel_read(pixel, footage, batch.mouth, tf, sf)
                 for b in range(batch.size):
                     y = batch.mouth_open[b].flatten().numpy()
                     k = ~np.isnan(y)
                     mouth = probe.predict(frames_to_uint8(video[b : b + 1]))["mouth_open"]
                     scores["reader_sample" + tail].append(corr(read[b].flatten()[k], y[k]))
                     scores["probe_sample" + tail].append(corr(mouth[k], y[k]))
+                    if pixel is not None and voice:
+                        scores["pixel_sample"].append(corr(drawn[b][k], y[k]))
+                        scores["pixel_roundtrip"].append(corr(own_drawn[b][k], y[k]))
                     if voice:
                         own = probe.predict(frames_to_uint8(footage[b : b + 1]))["mouth_open"]
                         scores["probe_roundtrip"].append(corr(own[k], y[k]))
@@ -93,6 +121,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--reader-seed", type=int, default=0)
     ap.add_argument("--system", choices=("base", "online"), default="base")
+    ap.add_argument("--mouth-reader", help="a pixel mouth reader (lpm train mouth-reader)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -100,16 +129,24 @@ def main() -> None:
     cache = LatentCache.load(a.cache)
     reader = fit_latent_mouth_reader(cache, seed=a.reader_seed)
     probe = load_judges(None, False).probe
+    pixel = None
+    if a.mouth_reader:
+        from model_core.train.mouth_reader import LPMMouthReader
+
+        pixel = LPMMouthReader.load(a.mouth_reader)
     report = {
         "cache": a.cache,
         "windows": a.windows,
         "steps": a.steps,
         "system": a.system,
         "reader_seed": a.reader_seed,
+        "mouth_reader": a.mouth_reader,
     }
     report["reader_held_out_r"] = round(float(reader.held_out_r), 4)
     for path in a.checkpoints:
-        report[path] = probe_checkpoint(path, cache, reader, probe, a.windows, a.steps, a.system)
+        report[path] = probe_checkpoint(
+            path, cache, reader, probe, a.windows, a.steps, a.system, pixel
+        )
         print(path, report[path], flush=True)
     if a.json:
         with open(a.json, "w") as f:
