@@ -37,8 +37,9 @@ import torch
 from model_core.bench.judges import load_judges
 from model_core.online import frames_to_uint8
 from model_core.pipeline import LPMPipeline
-from model_core.train.data import LatentCache
+from model_core.train.data import LatentCache, frame_mouth_boxes
 from model_core.train.latent_mouth import fit_latent_mouth_reader
+from model_core.train.mouth_reader import LPMMouthReader, read_openings
 from model_core.train.objectives import make_objective
 
 
@@ -52,14 +53,8 @@ def corr(a, b) -> float:
 def pixel_read(pixel, video, mouth, tf: int, sf: int) -> np.ndarray:
     """The pixel reader's opening of decoded frames (B, 3, T, H, W) -> (B, T), each frame's box
     from its latent frame's mouth region (B, F, 4) in latent cells."""
-    b, c, t, h, w = video.shape
-    boxes = (mouth * sf).repeat_interleave(tf, dim=1)[:, :t].reshape(b * t, 4)
-    frames = video.transpose(1, 2).reshape(b * t, c, h, w)
-    ok = ~boxes.isnan().any(dim=1)
-    out = torch.full((b * t,), float("nan"))
-    if bool(ok.any()):
-        out[ok] = pixel(frames[ok], boxes[ok])
-    return out.reshape(b, t).numpy()
+    boxes = frame_mouth_boxes(mouth, tf, sf)[:, : video.shape[2]]
+    return read_openings(pixel, video, boxes).numpy()
 
 
 def probe_checkpoint(
@@ -131,8 +126,6 @@ def main() -> None:
     probe = load_judges(None, False).probe
     pixel = None
     if a.mouth_reader:
-        from model_core.train.mouth_reader import LPMMouthReader
-
         pixel = LPMMouthReader.load(a.mouth_reader)
     report = {
         "cache": a.cache,

@@ -377,6 +377,12 @@ def mouth_boxes(boxes: np.ndarray, temporal_factor: int, spatial_factor: int) ->
     return np.concatenate([lo, hi], 1).astype(np.float32)
 
 
+def frame_mouth_boxes(mouth: torch.Tensor, temporal_factor: int, spatial_factor: int):
+    """Mouth regions per latent frame in latent cells (B, F, 4) -> per video frame in pixels
+    (B, F * temporal_factor, 4): each latent frame's region for each of its frames."""
+    return (mouth * spatial_factor).repeat_interleave(temporal_factor, dim=1)
+
+
 def mouth_cover(mouth: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(B, F, 4) mouth regions (`LatentBatch.mouth`; pixels for `FrameBatch.mouth`) -> the
     share of each cell of an (h, w) grid inside its frame's region, (B, 1, F, h, w) in [0, 1];

@@ -88,17 +88,37 @@ class LPMMouthReader(nn.Module):
         return reader.eval().requires_grad_(False)
 
 
+def _frames_to_read(frames: Tensor, boxes: Tensor, known: Tensor | None = None):
+    """Clips (B, 3, T, H, W) and pixel mouth regions (B, T, 4) -> the frames (N, 3, H, W) and
+    boxes (N, 4) whose region is known (and `known`, a (B, T) mask, where given), and the
+    (B * T,) mask that picked them."""
+    b, c, t, h, w = frames.shape
+    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
+    boxes = boxes.reshape(b * t, 4)
+    ok = ~boxes.isnan().any(dim=1)
+    if known is not None:
+        ok &= known.reshape(b * t)
+    return flat[ok], boxes[ok], ok
+
+
+def read_openings(reader: LPMMouthReader, frames: Tensor, boxes: Tensor) -> Tensor:
+    """The reader's opening of each frame of clips (B, 3, T, H, W) given its pixel mouth
+    region (B, T, 4) -> (B, T), NaN where the region is unknown."""
+    picked, picked_boxes, ok = _frames_to_read(frames, boxes)
+    out = frames.new_full(ok.shape, float("nan"))
+    if bool(ok.any()):
+        out[ok] = reader(picked, picked_boxes)
+    return out.reshape(boxes.shape[:2])
+
+
 def reader_error(reader: LPMMouthReader, frames: Tensor, boxes: Tensor, target: Tensor) -> Tensor:
     """A frozen reader's squared error on decoded frames (B, 3, T, H, W) given each frame's
     pixel mouth region (B, T, 4) and ground-truth opening (B, T), over the frames that have
     both (0 with the graph kept when none has)."""
-    b, c, t, h, w = frames.shape
-    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
-    boxes, target = boxes.reshape(b * t, 4), target.reshape(b * t)
-    ok = ~(boxes.isnan().any(dim=1) | target.isnan())
+    picked, picked_boxes, ok = _frames_to_read(frames, boxes, ~target.isnan())
     if not bool(ok.any()):
         return frames.sum() * 0.0
-    return F.mse_loss(reader(flat[ok], boxes[ok]), target[ok].to(frames.dtype))
+    return F.mse_loss(reader(picked, picked_boxes), target.reshape(-1)[ok].to(frames.dtype))
 
 
 def _soften(x: Tensor) -> Tensor:

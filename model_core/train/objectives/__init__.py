@@ -126,18 +126,18 @@ class Objective:
         in a latent need not be one the decoder draws (docs/training.md); this scores the
         drawn one. The chunk is decoded from a cold cache, so its first latent frame gives
         one frame and is left out; the others give `temporal_factor` frames each."""
+        from model_core.train.data import frame_mouth_boxes
         from model_core.train.mouth_reader import reader_error
 
         self._require_mouth(batch.mouth)
         if batch.mouth_open is None:
             raise ValueError(f"{self.name} mouth_read needs the footage's mouth openings")
-        mouth, opening = batch.mouth[:, frames], batch.mouth_open[:, frames]
         if x0_hat.shape[2] < 2:
             return x0_hat.sum() * 0.0
-        tf, sf = self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor
-        boxes = (mouth[:, 1:] * sf).repeat_interleave(tf, dim=1)
+        mouth, opening = batch.mouth[:, frames, :][:, 1:], batch.mouth_open[:, frames][:, 1:]
+        boxes = frame_mouth_boxes(mouth, self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor)
         drawn = self.model.vae.decode(x0_hat, clamp=False)[:, :, 1:]
-        return reader_error(self.mouth_reader, drawn, boxes, opening[:, 1:].flatten(1))
+        return reader_error(self.mouth_reader, drawn, boxes, opening.flatten(1))
 
     def prepare(self, cache) -> None:
         """Called once with the `LatentCache` before the first step of a latent stage: fits

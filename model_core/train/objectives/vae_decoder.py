@@ -269,14 +269,12 @@ class DecoderObjective(VAEObjective):
         self.gen_anchor = copy.deepcopy(model.vae).eval().requires_grad_(False)
 
     def generated_loss(self) -> tuple[torch.Tensor, dict[str, float]]:
-        from model_core.train.data import mouth_cover
+        from model_core.train.data import frame_mouth_boxes, mouth_cover
 
         vae, gen = self.model.vae, self.gen
         index = torch.randint(len(gen), (self.gen_batch,)).tolist()
         z, mouth, opening = gen.batch(index)
-        tf, sf = self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor
-        # Latent-grid regions per latent frame -> pixel regions per video frame.
-        boxes = (mouth * sf).repeat_interleave(tf, dim=1)
+        boxes = frame_mouth_boxes(mouth, self.cfg.vae.temporal_factor, self.cfg.vae.spatial_factor)
         recon = vae.decode(z, clamp=False)[:, :, 1:]
         with torch.no_grad():
             before = self.gen_anchor.decode(z, clamp=False)[:, :, 1:]
