@@ -229,7 +229,12 @@ def run(args: argparse.Namespace) -> int:
             f"lpm train {args.stage}: note: no --init, starting from random weights",
             file=sys.stderr,
         )
-    summary = train(tc, model_config=cfg)
+    from model_core.train.objectives import OptionError
+
+    try:
+        summary = train(tc, model_config=cfg)
+    except OptionError as e:
+        raise UsageError(f"{args.stage}: {e}") from None
     print(json.dumps(summary))
     return 0
 
@@ -328,22 +333,27 @@ def _run_all(args: argparse.Namespace, cfg=None) -> int:
         bad = [s for s in stages if s not in STAGE_NAMES]
         if bad:
             raise UsageError(f"unknown stage {bad[0]!r} in --stages")
-    report = run_curriculum(
-        args.work,
-        args.preset,
-        data=args.data,
-        synth_minutes=args.synth_minutes,
-        time_scale=args.time_scale,
-        scale=args.scale,
-        stages=stages,
-        ship=args.ship,
-        progress=not args.no_progress,
-        workers=args.threads or 1,
-        log=lambda s: print(s, file=sys.stderr, flush=True),
-        init=args.init,
-        overrides=overrides,
-        model_config=cfg,
-        arch=list(args.arch),
-    )
+    from model_core.train.objectives import OptionError
+
+    try:
+        report = run_curriculum(
+            args.work,
+            args.preset,
+            data=args.data,
+            synth_minutes=args.synth_minutes,
+            time_scale=args.time_scale,
+            scale=args.scale,
+            stages=stages,
+            ship=args.ship,
+            progress=not args.no_progress,
+            workers=args.threads or 1,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+            init=args.init,
+            overrides=overrides,
+            model_config=cfg,
+            arch=list(args.arch),
+        )
+    except OptionError as e:  # a stage's options, checked as that stage starts
+        raise UsageError(str(e)) from None
     print(json.dumps(report))
     return 0

@@ -221,6 +221,11 @@ class Objective:
         return {} if self.reader is None else {"latent_mouth_r": float(self.reader.held_out_r)}
 
 
+class OptionError(ValueError):
+    """A stage's options are wrong or name something unusable (a missing reader file, a
+    value out of range); the message names the option. `lpm train` reports it as bad input."""
+
+
 def make_objective(
     stage: str,
     model: LPMModel,
@@ -229,4 +234,9 @@ def make_objective(
     if stage not in STAGES:
         raise ValueError(f"unknown training stage {stage!r}; choose from {', '.join(STAGES)}")
     module, cls = STAGES[stage].split(":")
-    return getattr(importlib.import_module(module), cls)(model, options)
+    try:
+        return getattr(importlib.import_module(module), cls)(model, options)
+    except OptionError:
+        raise
+    except ValueError as e:  # every objective validates its options as it is built
+        raise OptionError(str(e)) from e

@@ -28,6 +28,16 @@ from model_core.cli import main
         (["train", "all", "--work", "OUT", "--set", "base.lr=-1"], "positive"),
         (["train", "all", "--work", "OUT", "--set", "base.minutes=soon"], "positive"),
         (["train", "all", "--work", "OUT", "--init", "/no/such/ckpt"], "no such checkpoint"),
+        (
+            ["train", "refiner", "--out", "OUT", "--data", "synthetic", "--init", "SHIPPED"]
+            + ["--option", "mouth_read=1"],
+            "refiner: refiner mouth_read needs mouth_reader=PATH",
+        ),
+        (
+            ["train", "base", "--out", "OUT", "--data", "synthetic", "--init", "SHIPPED"]
+            + ["--option", "mouth_latent=-1"],
+            "mouth_latent must be >= 0",
+        ),
         (["train", "all", "--work", "OUT", "--arch", "base_channels=24"], "SECTION.KEY=VALUE"),
         (["train", "all", "--work", "OUT", "--arch", "vae.width=24"], "unknown config field"),
         (["train", "all", "--work", "OUT", "--arch", "vae.base_channels=x"], "is not a int"),
@@ -43,7 +53,10 @@ from model_core.cli import main
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
-    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    from model_core.bench.quality import SHIPPED_CHECKPOINT
+
+    named = {"OUT": str(tmp_path / "out"), "SHIPPED": str(SHIPPED_CHECKPOINT)}
+    argv = [named.get(a, a) for a in argv]
     try:
         code = main(argv)
     except SystemExit as exc:
