@@ -349,6 +349,8 @@ class LatentBatch:
     # (B, F, temporal_factor) the ground truth's mouth opening at each latent frame's video
     # frames, NaN where unknown; None in a cache built without it.
     mouth_open: torch.Tensor | None = None
+    # the cache's window of each sample (`LatentCache.batch(index)` gives the batch again)
+    index: list[int] | None = None
 
     @property
     def size(self) -> int:
@@ -573,6 +575,7 @@ class LatentCache:
             None if self.mouth is None else self.mouth[index],
             None if self.pictures is None else self.pictures[index].float(),
             None if self.mouth_open is None else self.mouth_open[index],
+            list(index),
         )
 
 

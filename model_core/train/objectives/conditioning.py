@@ -29,6 +29,9 @@ class Conditioning:
     listen: torch.Tensor | None
     refs: EncodedReferences
     history: int  # audio frames before the clip's first frame
+    # (B,) bool: which samples' global reference is the window's framed picture (None: no
+    # `framed_global`); kept so that the same conditions can be encoded again
+    framed: torch.Tensor | None = None
 
 
 class LPMConditioner:
@@ -50,8 +53,11 @@ class LPMConditioner:
         text: bool = True,
         audio: bool = True,
         only_global: bool = False,
+        framed: torch.Tensor | None = None,
     ) -> Conditioning:
-        """Gradients flow into the text and audio encoders when grad mode is on."""
+        """Gradients flow into the text and audio encoders when grad mode is on. `framed`
+        (B,) fixes which samples get the framed picture (a `Conditioning.framed` of an earlier
+        encoding); otherwise each does with the conditioner's probability."""
         m, b = self.model, batch.size
         if text and any(batch.captions):
             out = m.text_encoder.encode(batch.captions)
@@ -65,15 +71,25 @@ class LPMConditioner:
             speak = m.audio_encoder(batch.speak)[:, -keep:]
             listen = m.audio_encoder(batch.listen)[:, -keep:]
         refs = batch.refs.only_global() if only_global else batch.refs
-        if self.framed > 0:
-            refs = framed_references(refs, batch.picture, self.framed)
-        return Conditioning(ctx, mask, speak, listen, refs, self.history)
+        swap = None
+        if self.framed > 0 or framed is not None:
+            if framed is None:
+                framed = torch.rand(b) < self.framed
+            refs = framed_references(refs, batch.picture, self.framed, swap=framed)
+            swap = framed
+        return Conditioning(ctx, mask, speak, listen, refs, self.history, swap)
 
     def unconditional(self, cond: Conditioning) -> Conditioning:
         """Classifier-free guidance's other branch, as `render_base` evaluates it."""
         b = cond.context.shape[0]
         return Conditioning(
-            self.model.text_encoder.null_context(b), None, None, None, cond.refs, cond.history
+            self.model.text_encoder.null_context(b),
+            None,
+            None,
+            None,
+            cond.refs,
+            cond.history,
+            cond.framed,
         )
 
     def audio_inputs(self, cond: Conditioning, first: int, count: int) -> LPMAudioInputs | None:
@@ -105,17 +121,22 @@ class LPMConditioner:
 
 
 def framed_references(
-    refs: EncodedReferences, picture: torch.Tensor | None, p: float
+    refs: EncodedReferences,
+    picture: torch.Tensor | None,
+    p: float,
+    swap: torch.Tensor | None = None,
 ) -> EncodedReferences:
-    """`refs` with each sample's global latent swapped, with probability `p`, for its
-    window's first frame."""
+    """`refs` with each sample's global latent swapped, with probability `p` (or where the
+    (B,) bool `swap` says), for its window's framed picture."""
     if picture is None:
         raise ValueError(
             "the framed_global option needs the windows' first frames; this latent cache was "
             "built before they were kept (delete it to rebuild)"
         )
     g = refs.global_latent
-    swap = (torch.rand(g.shape[0]) < p).view(-1, 1, 1, 1, 1)
+    if swap is None:
+        swap = torch.rand(g.shape[0]) < p
+    swap = swap.view(-1, 1, 1, 1, 1)
     return dataclasses.replace(refs, global_latent=torch.where(swap, picture.to(g), g))
 
 

@@ -6,6 +6,14 @@ at the Backbone's own timesteps (1.0, 0.5 for tiny) are recorded. The Backbone, 
 the Base weights, then learns to jump from each recorded state straight to the ODE's end
 point, one chunk at a time: earlier chunks of the ODE solution fill its sink + window KV
 cache (block-causal, as in streaming), the current chunk enters at the recorded state.
+
+Most of a step is the teacher's solve (4 Euler steps under classifier-free guidance: 8 or
+more Base passes over the whole window, against one Backbone forward and backward). With the
+`pool` option the stage keeps the last `pool` solved windows (their cache index, framing,
+end point and recorded states, in fp16) and, once the pool is full, solves a fresh batch
+only every `pool_every` steps, training on windows drawn from the pool in between, as
+CausVid and Self-Forcing train on a stored set of ODE pairs. The pool is part of the
+stage's checkpoint, so a resumed run continues with it.
 """
 
 from __future__ import annotations
@@ -39,9 +47,92 @@ class ODEObjective(Objective):
         self.audio_guidance = self.option("audio_guidance", float(self.cfg.sampler.audio_guidance))
         self.window = self.cfg.online.window_chunks
         self.context_noise = self.option("context_noise", 0.0)
+        self.pool_size = self.option("pool", 0)
+        self.pool_every = self.option("pool_every", 4)
+        if self.pool_size < 0:
+            raise ValueError(f"pool must be >= 0 windows, got {self.pool_size}")
+        if self.pool_every < 1:
+            raise ValueError(f"pool_every must be >= 1 step, got {self.pool_every}")
+        self.cache = None
+        self.count = 0  # steps taken, for the pool's schedule
+        self.pool: dict[str, torch.Tensor] | None = None
+        self.pool_len = self.pool_next = 0
 
     def trainable_modules(self):
         return [self.model.backbone]
+
+    def prepare(self, cache) -> None:
+        super().prepare(cache)
+        if self.pool_size:
+            frames = cache.latents.shape[2]
+            if frames != self.chunks * self.cond.fpc:
+                raise ValueError(
+                    f"pool needs cached windows of exactly chunks={self.chunks} chunks "
+                    f"({self.chunks * self.cond.fpc} latent frames), the cache's have {frames}"
+                )
+            self.cache = cache
+
+    # -- the pool of solved windows ---------------------------------------------------------------
+    def fresh(self) -> bool:
+        """Whether this step solves the teacher's ODE anew (always without a pool, and while
+        the pool fills)."""
+        if not self.pool_size or self.pool_len < self.pool_size:
+            return True
+        return self.count % self.pool_every == 0
+
+    def pool_add(self, batch, cond, x_end: torch.Tensor, states: dict) -> None:
+        if batch.index is None:
+            raise ValueError("pool: batches must come from the latent cache")
+        ts = tuple(self.cfg.online.backbone_timesteps)
+        if self.pool is None:
+            n = self.pool_size
+            self.pool = {
+                "index": torch.zeros(n, dtype=torch.long),
+                "framed": torch.zeros(n, dtype=torch.bool),
+                "x_end": torch.zeros((n, *x_end.shape[1:]), dtype=torch.float16),
+                "states": torch.zeros((n, len(ts), *x_end.shape[1:]), dtype=torch.float16),
+            }
+        framed = cond.framed if cond.framed is not None else torch.zeros(batch.size, dtype=bool)
+        for b in range(batch.size):
+            i = self.pool_next
+            self.pool["index"][i] = batch.index[b]
+            self.pool["framed"][i] = bool(framed[b])
+            self.pool["x_end"][i] = x_end[b].half()
+            for k, t in enumerate(ts):
+                self.pool["states"][i, k] = states[t][b].half()
+            self.pool_next = (i + 1) % self.pool_size
+            self.pool_len = min(self.pool_len + 1, self.pool_size)
+
+    def pool_draw(self, size: int):
+        """`size` stored windows at random: (batch, conditioning, end points, states)."""
+        if self.cache is None:
+            raise RuntimeError("pool: prepare(cache) comes first")
+        pick = torch.randint(self.pool_len, (size,))
+        batch = self.cache.batch(self.pool["index"][pick].tolist())
+        framed = self.pool["framed"][pick] if self.p_framed > 0 else None
+        cond = self.cond.encode(batch, framed=framed)
+        ts = tuple(self.cfg.online.backbone_timesteps)
+        states = {t: self.pool["states"][pick, k].float() for k, t in enumerate(ts)}
+        return batch, cond, self.pool["x_end"][pick].float(), states
+
+    def state_dict(self) -> dict:
+        state = {**super().state_dict(), "count": self.count}
+        if self.pool is not None:
+            state["pool"] = {**self.pool, "len": self.pool_len, "next": self.pool_next}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.count = int(state.get("count", 0))
+        if "pool" in state:
+            pool = dict(state["pool"])
+            self.pool_len, self.pool_next = int(pool.pop("len")), int(pool.pop("next"))
+            if pool["x_end"].shape[0] != self.pool_size:
+                raise ValueError(
+                    f"pool: the checkpoint keeps {pool['x_end'].shape[0]} windows, the option "
+                    f"says {self.pool_size}"
+                )
+            self.pool = pool
 
     @torch.no_grad()
     def trajectory(self, batch, cond) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
@@ -59,10 +150,17 @@ class ODEObjective(Objective):
 
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         fpc, ts = self.cond.fpc, tuple(self.cfg.online.backbone_timesteps)
-        batch = random_crop(batch, self.chunks, fpc, self.cfg.audio.sample_rate)
+        fresh = self.fresh()
+        self.count += 1
         with torch.no_grad():
-            cond = self.cond.encode(batch)
-        x_end, states = self.trajectory(batch, cond)
+            if fresh:
+                batch = random_crop(batch, self.chunks, fpc, self.cfg.audio.sample_rate)
+                cond = self.cond.encode(batch)
+                x_end, states = self.trajectory(batch, cond)
+                if self.pool_size:
+                    self.pool_add(batch, cond, x_end, states)
+            else:
+                batch, cond, x_end, states = self.pool_draw(batch.size)
         chunks = batch.x0.shape[2] // fpc
         target = int(torch.randint(chunks, (1,)))
         k = int(torch.randint(len(ts), (1,)))
@@ -79,6 +177,8 @@ class ODEObjective(Objective):
         w = self.mouth_weights(batch.mouth, x_t.shape[-2:])
         loss = weighted_mean(err, None if w is None else w[:, :, sl])
         metrics = {"ode_mse": err.mean().item(), "chunk": target, "t": float(ts[k])}
+        if self.pool_size:
+            metrics["fresh"] = float(fresh)
         if self.w_mouth_latent > 0:  # the footage's opening, where the teacher's may be faint
             opening = self.opening_error(pred, batch.x0[:, :, sl], batch, sl)
             loss = loss + self.w_mouth_latent * opening

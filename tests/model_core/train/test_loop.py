@@ -33,7 +33,14 @@ def log(tmp):
 
 
 @pytest.mark.parametrize(
-    "stage,options", [("base", {}), ("dmd-off", {"generator_every": 2}), ("vae", {"frames": 5})]
+    "stage,options",
+    [
+        ("base", {}),
+        ("dmd-off", {"generator_every": 2}),
+        ("vae", {"frames": 5}),
+        # two fresh solves fill the pool; the resumed run's first step draws from it
+        ("ode", {"ode_steps": 2, "pool": 4, "pool_every": 3, "framed_global": 0.5}),
+    ],
 )
 def test_resumed_run_takes_the_same_next_steps(
     stage, options, tmp_path, micro_cfg, micro_source, micro_cache
