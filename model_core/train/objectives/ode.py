@@ -118,8 +118,17 @@ class ODEObjective(Objective):
     def state_dict(self) -> dict:
         state = {**super().state_dict(), "count": self.count}
         if self.pool is not None:
-            state["pool"] = {**self.pool, "len": self.pool_len, "next": self.pool_next}
+            state["pool"] = {
+                **self.pool,
+                "len": self.pool_len,
+                "next": self.pool_next,
+                "cache": self.cache_key(),
+            }
         return state
+
+    def cache_key(self) -> str:
+        """Which latent cache the pool's indices point into."""
+        return f"{self.cache.vae_version}:{len(self.cache)}" if self.cache is not None else ""
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -127,6 +136,12 @@ class ODEObjective(Objective):
         if "pool" in state:
             pool = dict(state["pool"])
             self.pool_len, self.pool_next = int(pool.pop("len")), int(pool.pop("next"))
+            key = pool.pop("cache")
+            if key != self.cache_key():
+                raise ValueError(
+                    f"pool: the checkpoint's windows index another latent cache ({key}), "
+                    f"not this one ({self.cache_key()}); resume on the cache it was built on"
+                )
             if pool["x_end"].shape[0] != self.pool_size:
                 raise ValueError(
                     f"pool: the checkpoint keeps {pool['x_end'].shape[0]} windows, the option "

@@ -2,6 +2,8 @@
 `pool_every` steps, a pooled step trains on exactly what was stored, and bad options or a
 cache the pool cannot index are refused."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -82,7 +84,7 @@ def test_the_pool_refuses_bad_options_and_windows_it_cannot_store(micro_cfg, mic
     make_objective("ode", model, {"pool": 4, "chunks": 3}).prepare(three)  # whole windows: fine
 
 
-def test_a_checkpoint_for_another_pool_size_is_refused(
+def test_a_checkpoint_for_another_pool_size_or_cache_is_refused(
     tmp_path, micro_cfg, micro_source, micro_cache
 ):
     tr = trainer(tmp_path, micro_cfg, micro_source, micro_cache, pool=2)
@@ -91,3 +93,8 @@ def test_a_checkpoint_for_another_pool_size_is_refused(
     other = trainer(tmp_path / "b", micro_cfg, micro_source, micro_cache, pool=4).objective
     with pytest.raises(ValueError, match="keeps 2 windows, the option says 4"):
         other.load_state_dict(state)
+    # the pool's indices point into the cache it was filled from; another one is refused
+    moved = trainer(tmp_path / "c", micro_cfg, micro_source, micro_cache, pool=2).objective
+    moved.cache = dataclasses.replace(micro_cache, vae_version="another")
+    with pytest.raises(ValueError, match="index another latent cache"):
+        moved.load_state_dict(state)
