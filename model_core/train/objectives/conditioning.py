@@ -71,13 +71,11 @@ class LPMConditioner:
             speak = m.audio_encoder(batch.speak)[:, -keep:]
             listen = m.audio_encoder(batch.listen)[:, -keep:]
         refs = batch.refs.only_global() if only_global else batch.refs
-        swap = None
-        if self.framed > 0 or framed is not None:
-            if framed is None:
-                framed = torch.rand(b) < self.framed
+        if framed is None and self.framed > 0:
+            framed = torch.rand(b) < self.framed
+        if framed is not None:
             refs = framed_references(refs, batch.picture, self.framed, swap=framed)
-            swap = framed
-        return Conditioning(ctx, mask, speak, listen, refs, self.history, swap)
+        return Conditioning(ctx, mask, speak, listen, refs, self.history, framed)
 
     def unconditional(self, cond: Conditioning) -> Conditioning:
         """Classifier-free guidance's other branch, as `render_base` evaluates it."""

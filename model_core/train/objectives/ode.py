@@ -53,10 +53,11 @@ class ODEObjective(Objective):
             raise ValueError(f"pool must be >= 0 windows, got {self.pool_size}")
         if self.pool_every < 1:
             raise ValueError(f"pool_every must be >= 1 step, got {self.pool_every}")
+        self.ts = tuple(self.cfg.online.backbone_timesteps)
         self.cache = None
         self.count = 0  # steps taken, for the pool's schedule
         self.pool: dict[str, torch.Tensor] | None = None
-        self.pool_len = self.pool_next = 0
+        self.added = 0  # windows ever put in the pool; the oldest is replaced first
 
     def trainable_modules(self):
         return [self.model.backbone]
@@ -73,6 +74,15 @@ class ODEObjective(Objective):
             self.cache = cache
 
     # -- the pool of solved windows ---------------------------------------------------------------
+    @property
+    def pool_len(self) -> int:
+        return min(self.added, self.pool_size)
+
+    @property
+    def pool_next(self) -> int:
+        """The slot the next solved window goes to."""
+        return self.added % self.pool_size if self.pool_size else 0
+
     def fresh(self) -> bool:
         """Whether this step solves the teacher's ODE anew (always without a pool, and while
         the pool fills)."""
@@ -83,25 +93,22 @@ class ODEObjective(Objective):
     def pool_add(self, batch, cond, x_end: torch.Tensor, states: dict) -> None:
         if batch.index is None:
             raise ValueError("pool: batches must come from the latent cache")
-        ts = tuple(self.cfg.online.backbone_timesteps)
+        if batch.size > self.pool_size:
+            raise ValueError(f"pool={self.pool_size} must hold a batch ({batch.size} windows)")
         if self.pool is None:
             n = self.pool_size
             self.pool = {
                 "index": torch.zeros(n, dtype=torch.long),
                 "framed": torch.zeros(n, dtype=torch.bool),
                 "x_end": torch.zeros((n, *x_end.shape[1:]), dtype=torch.float16),
-                "states": torch.zeros((n, len(ts), *x_end.shape[1:]), dtype=torch.float16),
+                "states": torch.zeros((n, len(self.ts), *x_end.shape[1:]), dtype=torch.float16),
             }
-        framed = cond.framed if cond.framed is not None else torch.zeros(batch.size, dtype=bool)
-        for b in range(batch.size):
-            i = self.pool_next
-            self.pool["index"][i] = batch.index[b]
-            self.pool["framed"][i] = bool(framed[b])
-            self.pool["x_end"][i] = x_end[b].half()
-            for k, t in enumerate(ts):
-                self.pool["states"][i, k] = states[t][b].half()
-            self.pool_next = (i + 1) % self.pool_size
-            self.pool_len = min(self.pool_len + 1, self.pool_size)
+        slots = (self.added + torch.arange(batch.size)) % self.pool_size
+        self.pool["index"][slots] = torch.tensor(batch.index)
+        self.pool["framed"][slots] = False if cond.framed is None else cond.framed
+        self.pool["x_end"][slots] = x_end.half()
+        self.pool["states"][slots] = torch.stack([states[t] for t in self.ts], 1).half()
+        self.added += batch.size
 
     def pool_draw(self, size: int):
         """`size` stored windows at random: (batch, conditioning, end points, states)."""
@@ -111,19 +118,13 @@ class ODEObjective(Objective):
         batch = self.cache.batch(self.pool["index"][pick].tolist())
         framed = self.pool["framed"][pick] if self.p_framed > 0 else None
         cond = self.cond.encode(batch, framed=framed)
-        ts = tuple(self.cfg.online.backbone_timesteps)
-        states = {t: self.pool["states"][pick, k].float() for k, t in enumerate(ts)}
+        states = {t: self.pool["states"][pick, k].float() for k, t in enumerate(self.ts)}
         return batch, cond, self.pool["x_end"][pick].float(), states
 
     def state_dict(self) -> dict:
         state = {**super().state_dict(), "count": self.count}
         if self.pool is not None:
-            state["pool"] = {
-                **self.pool,
-                "len": self.pool_len,
-                "next": self.pool_next,
-                "cache": self.cache_key(),
-            }
+            state["pool"] = {**self.pool, "added": self.added, "cache": self.cache_key()}
         return state
 
     def cache_key(self) -> str:
@@ -135,7 +136,7 @@ class ODEObjective(Objective):
         self.count = int(state.get("count", 0))
         if "pool" in state:
             pool = dict(state["pool"])
-            self.pool_len, self.pool_next = int(pool.pop("len")), int(pool.pop("next"))
+            self.added = int(pool.pop("added"))
             key = pool.pop("cache")
             if key != self.cache_key():
                 raise ValueError(
@@ -164,7 +165,7 @@ class ODEObjective(Objective):
         )
 
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        fpc, ts = self.cond.fpc, tuple(self.cfg.online.backbone_timesteps)
+        fpc, ts = self.cond.fpc, self.ts
         fresh = self.fresh()
         self.count += 1
         with torch.no_grad():

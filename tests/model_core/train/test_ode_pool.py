@@ -98,3 +98,9 @@ def test_a_checkpoint_for_another_pool_size_or_cache_is_refused(
     moved.cache = dataclasses.replace(micro_cache, vae_version="another")
     with pytest.raises(ValueError, match="index another latent cache"):
         moved.load_state_dict(state)
+
+
+def test_a_pool_smaller_than_a_batch_is_refused(tmp_path, micro_cfg, micro_source, micro_cache):
+    tr = trainer(tmp_path, micro_cfg, micro_source, micro_cache, pool=1)
+    with pytest.raises(ValueError, match="pool=1 must hold a batch"):
+        tr.train_step()
