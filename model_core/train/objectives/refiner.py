@@ -7,6 +7,15 @@ does in streaming. That output is re-noised to the refiner timestep exactly as
 `OnlineStream.refine` does, and the Refiner's one-step prediction is regressed onto the
 ground-truth latents (L2 + L1). Option `mouth_read` W adds W x a frozen pixel mouth reader's
 error on the prediction decoded by the frozen VAE (`Objective.pixel_read_error`).
+
+A Backbone output made from noised ground truth still holds the footage's mouth, so the
+Refiner learns to keep a mouth, never to draw one from the voice. Option `heard` P (a
+probability per step) makes a step draw its input as serving does instead: the window's
+first chunk of ground truth enters the frozen Backbone's KV cache, the next chunk is sampled
+from noise by the Backbone's own few steps (its mouth comes from the voice alone, as in a
+stream), and the Refiner's prediction of it is scored in the mouth region (each frame's mouth
+cells grown by one, since the sampled head is near but not exactly where the footage's is)
+against the footage, with `heard_outside` (default 0.05) x the error elsewhere.
 """
 
 from __future__ import annotations
@@ -15,8 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from model_core.flow import add_noise, predict_x0
+from model_core.train.data import mouth_cover
 from model_core.train.objectives import Objective
-from model_core.train.objectives.conditioning import LPMConditioner, random_crop
+from model_core.train.objectives.conditioning import (
+    ChunkRollout,
+    LPMConditioner,
+    crop_chunks,
+    few_step_sample,
+    random_crop,
+)
 from model_core.train.objectives.vae import weighted_mean
 
 
@@ -40,11 +56,21 @@ class RefinerObjective(Objective):
             init_refiner_from_base(model)  # a resumed run overwrites this with its checkpoint
         self.cond = LPMConditioner(model, self.p_framed)
         self.l1 = self.option("l1_weight", 0.5)
+        self.p_heard = self.option("heard", 0.0)
+        self.heard_outside = self.option("heard_outside", 0.05)
+        if not 0 <= self.p_heard <= 1 or self.heard_outside < 0:
+            raise ValueError("refiner needs 0 <= heard <= 1 and heard_outside >= 0")
+
+    @property
+    def needs_mouth(self) -> bool:
+        return super().needs_mouth or self.p_heard > 0
 
     def trainable_modules(self):
         return [self.model.refiner]
 
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.p_heard > 0 and float(torch.rand(())) < self.p_heard:
+            return self.heard_step(batch)
         m, fpc = self.model, self.cond.fpc
         batch = random_crop(batch, 1, fpc, self.cfg.audio.sample_rate)
         x0 = batch.x0
@@ -76,3 +102,34 @@ class RefinerObjective(Objective):
             loss = loss + self.w_mouth_read * read
             metrics["mouth_read_mse"] = read.item()
         return loss, metrics
+
+    def heard_step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """One step on a chunk the Backbone sampled from noise after a chunk of ground truth
+        (see the module's `heard`): the mouth-region error to the footage."""
+        m, fpc, sr = self.model, self.cond.fpc, self.cfg.audio.sample_rate
+        self._require_mouth(batch.mouth)
+        total = batch.x0.shape[2] // fpc
+        if total < 2:
+            raise ValueError("refiner heard needs windows of at least 2 chunks")
+        first = int(torch.randint(total - 1, (1,)))
+        batch = crop_chunks(batch, first, 2, fpc, sr)
+        target = batch.x0[:, :, fpc:]
+        b = target.shape[0]
+        with torch.no_grad():
+            cond = self.cond.encode(batch)
+            rollout = ChunkRollout(self.cond, m.backbone, cond, self.cfg.online.window_chunks)
+            rollout.commit(batch.x0[:, :, :fpc])
+            ts = tuple(self.cfg.online.backbone_timesteps)
+            coarse = few_step_sample(rollout.velocity(), torch.randn_like(target), ts)
+            tr = float(self.cfg.online.refiner_timestep)
+            xr = (1 - tr) * coarse + tr * torch.randn_like(coarse)
+            cover = mouth_cover(batch.mouth[:, fpc:], target.shape[-2:])
+            cells = F.max_pool3d(cover, (1, 3, 3), stride=1, padding=(0, 1, 1))
+            w = self.heard_outside + (1 - self.heard_outside) * cells
+        kw = self.cond.forward_kwargs(m.refiner, cond, fpc, first=fpc)
+        pred = predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
+        mse = weighted_mean((pred - target).pow(2), w)
+        loss = mse + self.l1 * weighted_mean((pred - target).abs(), w)
+        with torch.no_grad():
+            before = weighted_mean((coarse - target).pow(2), w)
+        return loss, {"heard_mse": mse.item(), "heard_backbone_mse": float(before)}

@@ -1,0 +1,168 @@
+"""Research: can the decoder draw a mouth from latents as soft as a generator's?
+
+`latent-mouth-probe.py` found the streamed Backbone's latents following the footage's opening
+by the latent mouth reader while their decoded frames do not. This asks the converse: given
+latents as soft as the Backbone's whose mouth is the footage's, does the decoder draw it?
+Per window of a latent cache (training windows, or a cache of held-out footage), chunk after
+chunk with the footage's previous chunk in the Backbone's KV cache:
+
+- footage: the footage's own latents;
+- soft50 / soft75: the footage's chunk noised to t = 0.5 (the Backbone's second step) or 0.75
+  and denoised by the Backbone in one step (the input the `refiner` stage trains on);
+  `_ref`: then the Refiner, re-noised to its timestep as serving does;
+- online_bb / online_ref: the Online model streamed from noise (dmd-on's on-policy rollout:
+  the Backbone's output refills its cache), without and with the Refiner.
+
+Each is read three ways, within-window Pearson r against the footage's mouth opening: the
+latent reader (fitted on `--reader-cache`, default the cache itself), the training-side pixel
+reader (`--mouth-reader`) on the decoded frames and the bench's FaceProbe on them; and the
+pixel reading at lags -12..12 frames (positive: the drawn mouth later than the footage's).
+
+Usage: .venv/bin/python scripts/soft-latent-probe.py CACHE CHECKPOINT --mouth-reader PATH
+       [--reader-cache CACHE] [--windows 16] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_core.bench.judges import load_judges
+from model_core.flow import add_noise, predict_x0
+from model_core.online import frames_to_uint8
+from model_core.pipeline import LPMPipeline
+from model_core.train.data import LatentCache
+from model_core.train.latent_mouth import fit_latent_mouth_reader
+from model_core.train.mouth_reader import LPMMouthReader
+from model_core.train.objectives import make_objective
+from model_core.train.objectives.conditioning import ChunkRollout
+
+_spec = importlib.util.spec_from_file_location(
+    "latent_mouth_probe", Path(__file__).with_name("latent-mouth-probe.py")
+)
+_probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_probe)
+corr, pixel_read = _probe.corr, _probe.pixel_read
+
+KINDS = ("footage", "soft50", "soft50_ref", "soft75", "soft75_ref", "online_bb", "online_ref")
+LAGS = range(-12, 13)
+
+
+def lagged(a: np.ndarray, y: np.ndarray, lag: int) -> float:
+    if lag > 0:
+        a, y = a[lag:], y[:-lag]
+    elif lag < 0:
+        a, y = a[:lag], y[-lag:]
+    k = ~np.isnan(y)
+    return corr(a[k], y[k])
+
+
+class Probe:
+    def __init__(self, checkpoint: str):
+        self.model = LPMPipeline.load(checkpoint, with_base=True).model.eval()
+        self.obj = make_objective("dmd-on", self.model, {"framed_global": 1.0})
+        self.fpc = self.obj.cond.fpc
+
+    def refine(self, x0: torch.Tensor, cond) -> torch.Tensor:
+        m, fpc, b = self.model, self.fpc, x0.shape[0]
+        tr = float(m.cfg.online.refiner_timestep)
+        out = []
+        for c in range(x0.shape[2] // fpc):
+            xc = x0[:, :, c * fpc : (c + 1) * fpc]
+            xr = (1 - tr) * xc + tr * torch.randn_like(xc)
+            kw = self.obj.cond.forward_kwargs(m.refiner, cond, fpc, first=c * fpc)
+            out.append(
+                predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
+            )
+        return torch.cat(out, 2)
+
+    def soft(self, batch, cond, t: float) -> torch.Tensor:
+        b, fpc = batch.size, self.fpc
+        roll = ChunkRollout(self.obj.cond, self.model.backbone, cond, self.obj.window)
+        out = []
+        for c in range(batch.x0.shape[2] // fpc):
+            gt = batch.x0[:, :, c * fpc : (c + 1) * fpc]
+            xt = add_noise(gt, torch.randn_like(gt), torch.full((b,), t))
+            out.append(predict_x0(xt, roll.velocity()(xt, t), torch.full((b,), t)))
+            roll.commit(gt)
+        return torch.cat(out, 2)
+
+    @torch.no_grad()
+    def latents(self, batch, seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        cond = self.obj.cond.encode(batch)
+        lat = {"footage": batch.x0}
+        for t in (0.5, 0.75):
+            name = f"soft{int(t * 100)}"
+            lat[name] = self.soft(batch, cond, t)
+            lat[name + "_ref"] = self.refine(lat[name], cond)
+        lat["online_bb"] = self.obj.generate(batch, cond, grad=False)
+        lat["online_ref"] = self.refine(lat["online_bb"], cond)
+        return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cache")
+    ap.add_argument("checkpoint")
+    ap.add_argument("--mouth-reader", required=True, help="lpm train mouth-reader's file")
+    ap.add_argument("--reader-cache", help="fit the latent reader here (default: CACHE)")
+    ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cache = LatentCache.load(a.cache)
+    reader = fit_latent_mouth_reader(LatentCache.load(a.reader_cache or a.cache), seed=0)
+    probe = load_judges(None, False).probe
+    pixel = LPMMouthReader.load(a.mouth_reader)
+    p = Probe(a.checkpoint)
+    tf, sf = p.model.cfg.vae.temporal_factor, p.model.cfg.vae.spatial_factor
+    scores = {k: {"latent": [], "pixel": [], "probe": [], "mse": []} for k in KINDS}
+    lags = {k: {lag: [] for lag in LAGS} for k in KINDS}
+    picks = np.linspace(0, len(cache) - 1, a.windows).round().astype(int).tolist()
+    for s in range(0, len(picks), 4):
+        batch = cache.batch(picks[s : s + 4])
+        with torch.no_grad():
+            for k, z in p.latents(batch, s).items():
+                read, _ = reader.read(z, batch.mouth, batch.picture)
+                video = p.model.vae.decode(torch.cat([batch.picture, z], 2))[:, :, 1:]
+                drawn = pixel_read(pixel, video, batch.mouth, tf, sf)
+                scores[k]["mse"].append(float((z - batch.x0).pow(2).mean()))
+                for b in range(batch.size):
+                    y = batch.mouth_open[b].flatten().numpy()
+                    m = ~np.isnan(y)
+                    face = probe.predict(frames_to_uint8(video[b : b + 1]))["mouth_open"]
+                    scores[k]["latent"].append(corr(read[b].flatten()[m], y[m]))
+                    scores[k]["pixel"].append(corr(drawn[b][m], y[m]))
+                    scores[k]["probe"].append(corr(face[m], y[m]))
+                    for lag in LAGS:
+                        lags[k][lag].append(lagged(drawn[b], y, lag))
+        print(f"{min(s + 4, len(picks))}/{len(picks)} windows", flush=True)
+    report = {
+        "cache": a.cache,
+        "checkpoint": a.checkpoint,
+        "windows": a.windows,
+        "reader_cache": a.reader_cache or a.cache,
+        "reader_held_out_r": round(float(reader.held_out_r), 4),
+        "scores": {
+            k: {m: round(float(np.nanmean(v)), 4) for m, v in d.items()} for k, d in scores.items()
+        },
+        "pixel_by_lag": {
+            k: {str(lag): round(float(np.nanmean(v)), 3) for lag, v in d.items()}
+            for k, d in lags.items()
+        },
+    }
+    for k, d in report["scores"].items():
+        print(f"{k:11s} " + "  ".join(f"{m} {v:+.3f}" for m, v in d.items()))
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
