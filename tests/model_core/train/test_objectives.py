@@ -37,9 +37,8 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
-@pytest.mark.parametrize("stage", list(CASES))
-def test_loss_decreases_on_a_fixed_batch(stage, tmp_path, micro_cfg, micro_source, fixed_cache):
-    steps, lr, options = CASES[stage]
+def fixed_batch_trainer(stage, steps, lr, options, tmp_path, micro_cfg, micro_source, cache):
+    """A batch-2 trainer of one stage on the fixed clip, no checkpoints on the way."""
     tc = TrainConfig(
         stage=stage,
         out=str(tmp_path),
@@ -51,7 +50,15 @@ def test_loss_decreases_on_a_fixed_batch(stage, tmp_path, micro_cfg, micro_sourc
         progress=False,
         options=options,
     )
-    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
+    return Trainer(tc, micro_cfg, source=micro_source, cache=cache)
+
+
+@pytest.mark.parametrize("stage", list(CASES))
+def test_loss_decreases_on_a_fixed_batch(stage, tmp_path, micro_cfg, micro_source, fixed_cache):
+    steps, lr, options = CASES[stage]
+    trainer = fixed_batch_trainer(
+        stage, steps, lr, options, tmp_path, micro_cfg, micro_source, fixed_cache
+    )
     losses = [trainer.train_step()["loss"] for _ in range(steps)]
     k = max(3, steps // 5)
     assert mean(losses[-k:]) < mean(losses[:k]), losses
@@ -389,18 +396,10 @@ def test_the_refiner_learns_the_mouth_of_chunks_the_backbone_drew_from_noise(
     scored in the mouth region; the Backbone stays frozen and the error falls."""
     import torch
 
-    tc = TrainConfig(
-        stage="refiner",
-        out=str(tmp_path),
-        steps=30,
-        lr=3e-3,
-        warmup=1,
-        batch=2,
-        checkpoint_every=1000,
-        progress=False,
-        options={"heard": 1.0, "heard_outside": 0.2},
+    options = {"heard": 1.0, "heard_outside": 0.2}
+    trainer = fixed_batch_trainer(
+        "refiner", 30, 3e-3, options, tmp_path, micro_cfg, micro_source, fixed_cache
     )
-    trainer = Trainer(tc, micro_cfg, source=micro_source, cache=fixed_cache)
     backbone = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
     logs = [trainer.train_step() for _ in range(30)]
     losses = [m["loss"] for m in logs]
