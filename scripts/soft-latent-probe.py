@@ -37,6 +37,7 @@ from model_core.flow import add_noise, predict_x0
 from model_core.online import frames_to_uint8
 from model_core.pipeline import LPMPipeline
 from model_core.train.data import LatentCache
+from model_core.train.gen_latents import refine_chunks
 from model_core.train.latent_mouth import fit_latent_mouth_reader
 from model_core.train.mouth_reader import LPMMouthReader
 from model_core.train.objectives import make_objective
@@ -69,17 +70,7 @@ class Probe:
         self.fpc = self.obj.cond.fpc
 
     def refine(self, x0: torch.Tensor, cond) -> torch.Tensor:
-        m, fpc, b = self.model, self.fpc, x0.shape[0]
-        tr = float(m.cfg.online.refiner_timestep)
-        out = []
-        for c in range(x0.shape[2] // fpc):
-            xc = x0[:, :, c * fpc : (c + 1) * fpc]
-            xr = (1 - tr) * xc + tr * torch.randn_like(xc)
-            kw = self.obj.cond.forward_kwargs(m.refiner, cond, fpc, first=c * fpc)
-            out.append(
-                predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
-            )
-        return torch.cat(out, 2)
+        return refine_chunks(self.model, self.obj.cond, cond, x0)
 
     def soft(self, batch, cond, t: float) -> torch.Tensor:
         b, fpc = batch.size, self.fpc

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import torch
 
-from model_core.flow import predict_x0
-
 FORMAT = "lpm-online-latents-1"
 
 
@@ -80,17 +78,21 @@ def generate_online(model, cache, index: list[int], seed: int = 0, rollout=None)
     batch = cache.batch(index)
     torch.manual_seed(seed)
     cond = obj.cond.encode(batch)
-    coarse = obj.generate(batch, cond, grad=False)
-    fpc, b = obj.cond.fpc, batch.size
-    t = float(model.cfg.online.refiner_timestep)
-    out = []
-    for c in range(coarse.shape[2] // fpc):
-        x0 = coarse[:, :, c * fpc : (c + 1) * fpc]
-        xr = (1 - t) * x0 + t * torch.randn_like(x0)
-        kw = obj.cond.forward_kwargs(model.refiner, cond, fpc, first=c * fpc)
-        v = model.refiner(xr, torch.full((b, fpc), t), **kw)
-        out.append(predict_x0(xr, v, torch.full((b,), t)))
-    return torch.cat(out, dim=2)
+    return refine_chunks(model, obj.cond, cond, obj.generate(batch, cond, grad=False))
+
+
+def refine_chunks(model, conditioner, cond, coarse: torch.Tensor) -> torch.Tensor:
+    """The Refiner's step on each chunk of a window of Backbone output (B, z, F, h, w)."""
+    from model_core.train.objectives.refiner import refine_chunk
+
+    fpc = conditioner.fpc
+    return torch.cat(
+        [
+            refine_chunk(model, conditioner, cond, coarse[:, :, f : f + fpc], first=f)
+            for f in range(0, coarse.shape[2] // fpc * fpc, fpc)
+        ],
+        dim=2,
+    )
 
 
 def build_online_latents(

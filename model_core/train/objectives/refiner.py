@@ -45,6 +45,17 @@ def init_refiner_from_base(model) -> None:
     )
 
 
+def refine_chunk(model, conditioner: LPMConditioner, cond, coarse: torch.Tensor, first: int = 0):
+    """The Refiner's one step on a chunk of the Backbone's output, as `OnlineStream.refine`
+    does: re-noised to the refiner timestep, then the clean prediction. `first`: the chunk's
+    first latent frame in the window (which audio it hears)."""
+    b, fpc = coarse.shape[0], coarse.shape[2]
+    t = float(model.cfg.online.refiner_timestep)
+    xr = (1 - t) * coarse + t * torch.randn_like(coarse)
+    kw = conditioner.forward_kwargs(model.refiner, cond, fpc, first=first)
+    return predict_x0(xr, model.refiner(xr, torch.full((b, fpc), t), **kw), torch.full((b,), t))
+
+
 class RefinerObjective(Objective):
     name = "refiner"
     uses_mouth_latent = True
@@ -68,6 +79,11 @@ class RefinerObjective(Objective):
     def trainable_modules(self):
         return [self.model.refiner]
 
+    def _loss(self, pred, target, w) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the weighted squared error, the loss: it + l1_weight x the weighted L1)."""
+        mse = weighted_mean((pred - target).pow(2), w)
+        return mse, mse + self.l1 * weighted_mean((pred - target).abs(), w)
+
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         if self.p_heard > 0 and float(torch.rand(())) < self.p_heard:
             return self.heard_step(batch)
@@ -83,13 +99,9 @@ class RefinerObjective(Objective):
             coarse = predict_x0(
                 xb, m.backbone(xb, torch.full((b, fpc), tb), **kw), torch.full((b,), tb)
             )
-            tr = float(self.cfg.online.refiner_timestep)
-            xr = (1 - tr) * coarse + tr * torch.randn_like(coarse)
-        kw = self.cond.forward_kwargs(m.refiner, cond, fpc)
-        pred = predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
+        pred = refine_chunk(m, self.cond, cond, coarse)
         w = self.mouth_weights(batch.mouth, x0.shape[-2:])
-        mse = weighted_mean((pred - x0).pow(2), w)
-        loss = mse + self.l1 * weighted_mean((pred - x0).abs(), w)
+        mse, loss = self._loss(pred, x0, w)
         with torch.no_grad():
             before = F.mse_loss(coarse, x0)
         metrics = {"mse": mse.item(), "backbone_mse": float(before)}
@@ -114,22 +126,18 @@ class RefinerObjective(Objective):
         first = int(torch.randint(total - 1, (1,)))
         batch = crop_chunks(batch, first, 2, fpc, sr)
         target = batch.x0[:, :, fpc:]
-        b = target.shape[0]
         with torch.no_grad():
             cond = self.cond.encode(batch)
             rollout = ChunkRollout(self.cond, m.backbone, cond, self.cfg.online.window_chunks)
             rollout.commit(batch.x0[:, :, :fpc])
             ts = tuple(self.cfg.online.backbone_timesteps)
             coarse = few_step_sample(rollout.velocity(), torch.randn_like(target), ts)
-            tr = float(self.cfg.online.refiner_timestep)
-            xr = (1 - tr) * coarse + tr * torch.randn_like(coarse)
+        pred = refine_chunk(m, self.cond, cond, coarse, first=fpc)
+        with torch.no_grad():
             cover = mouth_cover(batch.mouth[:, fpc:], target.shape[-2:])
             cells = F.max_pool3d(cover, (1, 3, 3), stride=1, padding=(0, 1, 1))
             w = self.heard_outside + (1 - self.heard_outside) * cells
-        kw = self.cond.forward_kwargs(m.refiner, cond, fpc, first=fpc)
-        pred = predict_x0(xr, m.refiner(xr, torch.full((b, fpc), tr), **kw), torch.full((b,), tr))
-        mse = weighted_mean((pred - target).pow(2), w)
-        loss = mse + self.l1 * weighted_mean((pred - target).abs(), w)
+        mse, loss = self._loss(pred, target, w)
         with torch.no_grad():
             before = weighted_mean((coarse - target).pow(2), w)
         return loss, {"heard_mse": mse.item(), "heard_backbone_mse": float(before)}
