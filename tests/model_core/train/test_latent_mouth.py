@@ -45,7 +45,9 @@ def test_the_cache_keeps_openings_and_can_take_the_resting_frame_as_picture(
     model = build_model(micro_cfg, seed=0)
     rest = LatentCache.build(model, micro_source, 2, max_windows=2, picture="rest")
     assert rest.picture_kind == "rest"
-    assert torch.equal(rest.latents, micro_cache.latents)  # only the picture changes
+    # Only the picture changes. Encoded twice, a latent may differ by one float16 rounding
+    # step (the kernels' summation order can differ between the first and a later call).
+    torch.testing.assert_close(rest.latents, micro_cache.latents, rtol=1e-3, atol=1e-4)
     wins = micro_source.windows(2)
     first = sorted(np.random.default_rng(0).permutation(len(wins))[:2])[0]  # as `build` picks
     clip = micro_source.clip(wins[first], 2)
