@@ -130,6 +130,9 @@ class OnlineConfig:
     refiner_layers: int = 4  # the Refiner is its own, smaller DiT with the same width
     backbone_timesteps: tuple[float, ...] = (1.0, 0.5)
     refiner_timestep: float = 0.25
+    # Width of the mouth head (model_core/mouth_head.py) that draws the speaking voice into
+    # each chunk's latents after the Refiner; 0: none (set by the `mouth-head` stage).
+    mouth_head: int = 0
 
 
 @dataclass

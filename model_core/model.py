@@ -10,6 +10,7 @@ from torch import nn
 from model_core.audio import LPMAudioEncoder
 from model_core.config import LPMConfig
 from model_core.dit import LPMTransformer
+from model_core.mouth_head import LPMMouthHead
 from model_core.text import LPMTextEncoder
 from model_core.vae import LPMCausalVAE
 
@@ -38,6 +39,20 @@ class LPMModel(nn.Module):
         self.base = LPMTransformer(cfg.dit, **kw) if with_base else None
         self.backbone = LPMTransformer(cfg.dit, **kw)
         self.refiner = LPMTransformer(cfg.dit, num_layers=cfg.online.refiner_layers, **kw)
+        self.mouth_head: LPMMouthHead | None = None
+        if cfg.online.mouth_head > 0:
+            self.enable_mouth_head(cfg.online.mouth_head)
+
+    def enable_mouth_head(self, width: int) -> None:
+        """Give the Online model a mouth head of this width (model_core/mouth_head.py),
+        recorded in new config objects; its residual starts at zero, so the model computes
+        what it did until the head is trained."""
+        cfg = self.cfg
+        online = dataclasses.replace(cfg.online, mouth_head=int(width))
+        self.cfg = dataclasses.replace(cfg, online=online)
+        self.mouth_head = LPMMouthHead(
+            cfg.vae.z_dim, cfg.audio.feature_dim, int(width), cfg.vae.temporal_factor
+        )
 
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
@@ -103,6 +118,7 @@ class LPMModel(nn.Module):
             "text": count(self.text_encoder),
             "references": 0,
             "refiner": count(self.refiner),
+            "mouth_head": count(self.mouth_head),
         }
         counts["total"] = sum(counts.values())
         counts["base_teacher"] = count(self.base)

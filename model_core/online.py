@@ -98,6 +98,7 @@ class OnlineStream:
         keep_sink: bool = True,
         audio_guidance: float = 0.0,
         refiner_audio_guidance: float = 0.0,
+        mouth_head: bool = True,
     ):
         cfg = model.cfg
         for name, value in (
@@ -112,6 +113,11 @@ class OnlineStream:
         self.audio_guidance = float(audio_guidance)
         self.refiner_audio_guidance = float(refiner_audio_guidance)
         self.model, self.cfg = model, cfg
+        # The mouth head (model_core/mouth_head.py), when the model has one: the voice drawn
+        # into each chunk's latents after the Refiner, with the global reference's latent as
+        # the picture it reads the character's mouth from.
+        self.mouth_head = model.mouth_head if mouth_head else None
+        self.picture = refs.global_latent
         self.fps = cfg.video.fps
         self.frames_per_chunk = cfg.latent_frames_per_chunk
         self.seed = seed
@@ -212,7 +218,16 @@ class OnlineStream:
         )
         tt = torch.full((1, self.frames_per_chunk), t)
         v = _velocity(self.model.refiner, xr, tt, kw, self.refiner_audio_guidance)
-        return predict_x0(xr, v, torch.tensor([t]))
+        x = predict_x0(xr, v, torch.tensor([t]))
+        return self.hear(x, audio)
+
+    @torch.no_grad()
+    def hear(self, latents: torch.Tensor, audio: ChunkAudio) -> torch.Tensor:
+        """The mouth head's residual on a refined chunk (unchanged without a head)."""
+        if self.mouth_head is None:
+            return latents
+        aud = self._audio_inputs(audio)
+        return self.mouth_head(latents, self.picture, aud.speak, aud.frame_span)[0]
 
     @torch.no_grad()
     def decode(

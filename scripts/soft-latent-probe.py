@@ -11,7 +11,12 @@ chunk with the footage's previous chunk in the Backbone's KV cache:
   and denoised by the Backbone in one step (the input the `refiner` stage trains on);
   `_ref`: then the Refiner, re-noised to its timestep as serving does;
 - online_bb / online_ref: the Online model streamed from noise (dmd-on's on-policy rollout:
-  the Backbone's output refills its cache), without and with the Refiner.
+  the Backbone's output refills its cache), without and with the Refiner;
+- with a checkpoint that has a mouth head (model_core/mouth_head.py), also neutral (the
+  footage with its mouth cells at their window mean, the `mouth-head` stage's input),
+  neutral_head (the head on it), soft_head (the head on soft75_ref with its mouth cells so
+  neutralised: the stage's `soft` input) and online_head (the head on online_ref, as serving
+  does).
 
 Each is read three ways, within-window Pearson r against the footage's mouth opening: the
 latent reader (fitted on `--reader-cache`, default the cache itself), the training-side pixel
@@ -42,6 +47,7 @@ from model_core.train.latent_mouth import fit_latent_mouth_reader
 from model_core.train.mouth_reader import LPMMouthReader
 from model_core.train.objectives import make_objective
 from model_core.train.objectives.conditioning import ChunkRollout
+from model_core.train.objectives.mouth_head import neutral_mouth
 
 _spec = importlib.util.spec_from_file_location(
     "latent_mouth_probe", Path(__file__).with_name("latent-mouth-probe.py")
@@ -51,6 +57,7 @@ _spec.loader.exec_module(_probe)
 corr, pixel_read = _probe.corr, _probe.pixel_read
 
 KINDS = ("footage", "soft50", "soft50_ref", "soft75", "soft75_ref", "online_bb", "online_ref")
+HEAD_KINDS = ("neutral", "neutral_head", "soft_head", "online_head")
 LAGS = range(-12, 13)
 
 
@@ -68,6 +75,9 @@ class Probe:
         self.model = LPMPipeline.load(checkpoint, with_base=True).model.eval()
         self.obj = make_objective("dmd-on", self.model, {"framed_global": 1.0})
         self.fpc = self.obj.cond.fpc
+        self.head = None
+        if self.model.mouth_head is not None:
+            self.head = make_objective("mouth-head", self.model, {"noise": 0.0})
 
     def refine(self, x0: torch.Tensor, cond) -> torch.Tensor:
         return refine_chunks(self.model, self.obj.cond, cond, x0)
@@ -94,6 +104,14 @@ class Probe:
             lat[name + "_ref"] = self.refine(lat[name], cond)
         lat["online_bb"] = self.obj.generate(batch, cond, grad=False)
         lat["online_ref"] = self.refine(lat["online_bb"], cond)
+        if self.head is not None:
+            x_in, cells, speak, spans = self.head.inputs(batch)
+            lat["neutral"] = x_in
+            head = self.model.mouth_head
+            lat["neutral_head"] = head(x_in, batch.picture, speak, spans)[0]
+            soft = neutral_mouth(lat["soft75_ref"], cells)
+            lat["soft_head"] = head(soft, batch.picture, speak, spans)[0]
+            lat["online_head"] = head(lat["online_ref"], batch.picture, speak, spans)[0]
         return lat
 
 
@@ -114,8 +132,9 @@ def main() -> None:
     pixel = LPMMouthReader.load(a.mouth_reader)
     p = Probe(a.checkpoint)
     tf, sf = p.model.cfg.vae.temporal_factor, p.model.cfg.vae.spatial_factor
-    scores = {k: {"latent": [], "pixel": [], "probe": [], "mse": []} for k in KINDS}
-    lags = {k: {lag: [] for lag in LAGS} for k in KINDS}
+    kinds = KINDS + (HEAD_KINDS if p.head is not None else ())
+    scores = {k: {"latent": [], "pixel": [], "probe": [], "mse": []} for k in kinds}
+    lags = {k: {lag: [] for lag in LAGS} for k in kinds}
     picks = np.linspace(0, len(cache) - 1, a.windows).round().astype(int).tolist()
     for s in range(0, len(picks), 4):
         batch = cache.batch(picks[s : s + 4])

@@ -11,7 +11,7 @@ import json
 import sys
 
 from model_core.cli.errors import UsageError
-from model_core.train.config import TINY_MINUTES
+from model_core.train.config import recipe_minutes
 
 STAGE_NAMES = (
     "vae",
@@ -22,6 +22,7 @@ STAGE_NAMES = (
     "dmd-on",
     "refiner",
     "dpo",
+    "mouth-head",
     "vae-decoder",
 )
 
@@ -93,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=1.0,
         help="multiply every stage's time budget (the tiny recipe's stages sum to "
-        f"{sum(TINY_MINUTES.values()):g} min)",
+        f"{recipe_minutes():g} min)",
     )
     g.add_argument("--ship", help="write the final model here as float16")
     g.add_argument("--stages", help="comma-separated subset of stages for `all`")

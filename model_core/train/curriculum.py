@@ -20,7 +20,7 @@ from typing import Any
 
 from model_core.config import LPMConfig
 from model_core.train.config import TINY_CURRICULUM, TINY_MINUTES, TrainConfig
-from model_core.train.objectives import STAGES
+from model_core.train.objectives import RECIPE_STAGES, STAGES
 
 # Footage for the tiny recipe: short recordings, one per identity, so that 12 minutes hold
 # 72 characters (the model must learn to copy appearance from the references, not memorise
@@ -112,7 +112,7 @@ def run_curriculum(
         "overrides": overrides,
         "arch": arch or [],
     }
-    for stage in stages or list(STAGES):
+    for stage in stages or list(RECIPE_STAGES):
         out = work / "ckpt" / stage
         done = out / "final" / "stage.json"
         if done.exists():

@@ -69,16 +69,26 @@ def online_rollout(model):
 
 
 @torch.no_grad()
-def generate_online(model, cache, index: list[int], seed: int = 0, rollout=None) -> torch.Tensor:
+def generate_online(
+    model, cache, index: list[int], seed: int = 0, rollout=None, mouth_head: bool = True
+) -> torch.Tensor:
     """The Online model's latents (B, z, F, h, w) for some windows of `cache`, streamed as
     serving streams them: dmd-on's on-policy rollout of the Backbone (its output refilling the
     KV cache), then one Refiner step per chunk from the Backbone's output re-noised to the
-    refiner timestep. `rollout`: an `online_rollout(model)` to reuse."""
+    refiner timestep, then the model's mouth head where it has one (`mouth_head=False`: the
+    Refiner's output, what the head is given). `rollout`: an `online_rollout(model)` to
+    reuse."""
+    from model_core.dit import latent_frame_spans
+
     obj = rollout if rollout is not None else online_rollout(model)
     batch = cache.batch(index)
     torch.manual_seed(seed)
     cond = obj.cond.encode(batch)
-    return refine_chunks(model, obj.cond, cond, obj.generate(batch, cond, grad=False))
+    out = refine_chunks(model, obj.cond, cond, obj.generate(batch, cond, grad=False))
+    if mouth_head and model.mouth_head is not None:
+        spans = latent_frame_spans(out.shape[2], cond.history, model.cfg.vae.temporal_factor)
+        out = model.mouth_head(out, batch.picture, cond.speak, spans)[0]
+    return out
 
 
 def refine_chunks(model, conditioner, cond, coarse: torch.Tensor) -> torch.Tensor:
