@@ -22,8 +22,8 @@ STAGE_NAMES = (
     "dmd-on",
     "refiner",
     "dpo",
-    "mouth-head",
     "vae-decoder",
+    "mouth-head",
 )
 
 

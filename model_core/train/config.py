@@ -96,17 +96,17 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
     ),
     "refiner": dict(steps=2000, batch=2, lr=2e-4, ema=0.995, options={"framed_global": 1.0}),
     "dpo": dict(steps=200, batch=2, lr=5e-6, options={"beta": 500.0, "framed_global": 1.0}),
-    # the voice drawn into the Online model's latents (model_core/mouth_head.py); run only
-    # when named, with `mouth_read` and `mouth_reader` for its `online` share
+    "vae-decoder": dict(
+        steps=2000, batch=1, lr=2e-4, ema=0.99, options={"frames": 49, "motion_weight": 2.0}
+    ),
+    # the voice drawn into the Online model's latents (model_core/mouth_head.py); `lpm train
+    # all` trains the pixel mouth reader its `online` share is scored by
     "mouth-head": dict(
         steps=4000,
         batch=4,
         lr=1e-3,
         ema=0.99,
         options={"picture": "rest", "soft": 0.5, "online": 0.4, "mouth_read": 1.0},
-    ),
-    "vae-decoder": dict(
-        steps=2000, batch=1, lr=2e-4, ema=0.99, options={"frames": 49, "motion_weight": 2.0}
     ),
 }
 
@@ -123,13 +123,11 @@ TINY_MINUTES = {
     "dmd-on": 5,
     "refiner": 6,
     "dpo": 4,
-    "mouth-head": 14,  # when named: `--stages mouth-head` (not in the default recipe)
     "vae-decoder": 6,
+    "mouth-head": 14,
 }
 
 
 def recipe_minutes() -> float:
-    """The tiny recipe's time budget: the stages `lpm train all` runs when none are named."""
-    from model_core.train.objectives import RECIPE_STAGES
-
-    return float(sum(TINY_MINUTES[st] for st in RECIPE_STAGES))
+    """The tiny recipe's time budget: every stage `lpm train all` runs when none are named."""
+    return float(sum(TINY_MINUTES.values()))

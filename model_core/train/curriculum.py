@@ -20,7 +20,7 @@ from typing import Any
 
 from model_core.config import LPMConfig
 from model_core.train.config import TINY_CURRICULUM, TINY_MINUTES, TrainConfig
-from model_core.train.objectives import RECIPE_STAGES, STAGES
+from model_core.train.objectives import STAGES
 
 # Footage for the tiny recipe: short recordings, one per identity, so that 12 minutes hold
 # 72 characters (the model must learn to copy appearance from the references, not memorise
@@ -56,8 +56,9 @@ def curate_data(raw: Path, out: Path, log=print) -> Path:
     return out
 
 
-# What `overrides` (`lpm train all --set`) may change besides objective options.
-RECIPE_KEYS = ("steps", "batch", "lr", "ema", "minutes")
+# What `overrides` (`lpm train all --set`) may change besides objective options; `windows`
+# is how many windows a latent-cache stage encodes (256 unless set).
+RECIPE_KEYS = ("steps", "batch", "lr", "ema", "minutes", "windows")
 
 
 def run_curriculum(
@@ -82,7 +83,7 @@ def run_curriculum(
     from the previous one's `final/` (the first from `init`, or random weights); stages
     already finished in `work` are skipped and an interrupted one resumes. `overrides` sets
     recipe values per stage: {"base": {"lr": 2e-4, "minutes": 40}}; keys other than steps,
-    batch, lr, ema and minutes are objective options. `model_config` is the architecture of
+    batch, lr, ema, minutes and windows are objective options. `model_config` is the architecture of
     a model started from random weights (the preset's when None; `arch` is how it was asked
     for, recorded in the report); a checkpoint `init` brings its own."""
     from model_core.train.loop import train
@@ -112,7 +113,7 @@ def run_curriculum(
         "overrides": overrides,
         "arch": arch or [],
     }
-    for stage in stages or list(RECIPE_STAGES):
+    for stage in stages or list(STAGES):
         out = work / "ckpt" / stage
         done = out / "final" / "stage.json"
         if done.exists():

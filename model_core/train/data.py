@@ -447,6 +447,9 @@ class LatentCache:
     # Which frame of the window `pictures` holds: "first", or "rest" (the window's most
     # closed-mouth frame: a picture whose mouth says nothing about the window's speech).
     picture_kind: str = "first"
+    # how many windows the cache was asked for (it holds fewer where the data has fewer);
+    # caches from before this was kept were all asked for 256
+    max_windows: int = 256
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -515,6 +518,7 @@ class LatentCache:
             torch.stack(pics),
             torch.stack(opens) if any(not o.isnan().all() for o in opens) else None,
             picture,
+            max_windows,
         )
 
     def save(self, path: str | Path) -> None:
@@ -534,6 +538,7 @@ class LatentCache:
                 "pictures",
                 "mouth_open",
                 "picture_kind",
+                "max_windows",
             )
         }
         blob["refs"] = {k: v.to_bytes() for k, v in self.refs.items()}

@@ -164,6 +164,7 @@ class Trainer:
         if path.is_file():
             cache = LatentCache.load(path)
             fits = cache.vae_version == version and cache.seconds >= tc.clip_seconds
+            fits &= cache.max_windows == tc.max_windows
             # A cache from before face boxes or pictures were kept is rebuilt for a stage
             # that needs them.
             fits &= cache.mouth is not None or not self.objective.needs_mouth

@@ -24,14 +24,10 @@ STAGES: dict[str, str] = {
     "dmd-on": "model_core.train.objectives.dmd:OnPolicyDMDObjective",
     "refiner": "model_core.train.objectives.refiner:RefinerObjective",
     "dpo": "model_core.train.objectives.dpo:DPOObjective",
-    # not in the default curriculum (RECIPE_STAGES): measured, it does not yet move the
-    # Online model's lip sync (docs/training.md, "The mouth head")
-    "mouth-head": "model_core.train.objectives.mouth_head:MouthHeadObjective",
     "vae-decoder": "model_core.train.objectives.vae_decoder:DecoderObjective",
+    # last, so that it learns to draw through the decoder the model ships with
+    "mouth-head": "model_core.train.objectives.mouth_head:MouthHeadObjective",
 }
-
-# what `lpm train all` runs when no stages are named
-RECIPE_STAGES: tuple[str, ...] = tuple(st for st in STAGES if st != "mouth-head")
 
 
 class Objective:

@@ -67,15 +67,15 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_help_states_the_recipe_time_it_runs(capsys):
-    """The --time-scale help names the sum of the tiny recipe's stage budgets (TINY_MINUTES
-    of the stages `lpm train all` runs: the mouth head is run only when named)."""
+    """The --time-scale help names the sum of the tiny recipe's stage budgets (TINY_MINUTES,
+    every stage `lpm train all` runs)."""
     from model_core.train.curriculum import TINY_MINUTES
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    recipe = sum(v for k, v in TINY_MINUTES.items() if k != "mouth-head")
-    assert recipe == 132 and f"sum to {recipe:g} min" in help_text
+    recipe = sum(TINY_MINUTES.values())
+    assert recipe == 146 and f"sum to {recipe:g} min" in help_text
 
 
 def test_mouth_reader_is_trained_and_saved(tmp_path, capsys):
@@ -89,3 +89,12 @@ def test_mouth_reader_is_trained_and_saved(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["out"] == str(out) and summary["val_frames"] > 0 and "val_r" in summary
     assert isinstance(LPMMouthReader.load(out), LPMMouthReader)
+
+
+def test_the_cli_names_the_stages_in_the_curriculum_s_order():
+    """`lpm train` lists its stages without importing the objectives (torch, the model); the
+    list must stay the curriculum's, in its order."""
+    from model_core.cli.train import STAGE_NAMES
+    from model_core.train.objectives import STAGES
+
+    assert STAGE_NAMES == tuple(STAGES)

@@ -89,3 +89,19 @@ def test_a_cache_without_pictures_is_rebuilt_only_when_a_stage_needs_them(
     assert cache_for({}).pictures is None
     rebuilt = cache_for({"framed_global": 1.0})
     assert rebuilt.pictures is not None and len(rebuilt) == len(micro_cache)
+
+
+def test_a_cache_asked_for_fewer_windows_than_a_stage_wants_is_rebuilt(
+    tmp_path, micro_cfg, micro_source, micro_cache
+):
+    """`--set STAGE.windows=N` must not be answered by the smaller cache an earlier stage left
+    in the work folder; a cache asked for the same number is kept."""
+    marked = dataclasses.replace(micro_cache, captions=["kept"] * len(micro_cache))
+
+    def cache_for(asked):
+        old = dataclasses.replace(marked, max_windows=asked)
+        return base_trainer_on(tmp_path, micro_cfg, micro_source, old, {}).batches.cache
+
+    assert cache_for(2).captions == ["kept", "kept"]  # the trainer asks for 2, as built
+    rebuilt = cache_for(1)
+    assert rebuilt.max_windows == 2 and len(rebuilt) == 2 and "kept" not in rebuilt.captions
