@@ -151,7 +151,7 @@ def run_curriculum(
             max_minutes=minutes_of_stage,
             progress=progress,
             latent_cache=str(work / "latents.pt"),
-            max_windows=recipe.get("windows", 256),
+            max_windows=int(recipe.get("windows", 256)),
         )
         log(
             f"[{stage}] {tc.steps} steps, batch {tc.batch}, lr {tc.lr}, "

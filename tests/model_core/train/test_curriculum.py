@@ -81,6 +81,15 @@ def test_cli_set_reaches_the_stage(tmp_path, recorded, capsys):
     assert tc.init == str(init) and tc.lr == 3e-4 and tc.max_minutes == 2.0
 
 
+def test_cli_set_windows_sizes_the_stage_s_latent_cache(tmp_path, recorded):
+    argv = ["train", "all", "--work", str(tmp_path / "w"), "--data", "synthetic"]
+    argv += ["--stages", "base,ode", "--set", "base.windows=768", "--no-progress"]
+    assert main(argv) == 0
+    base, ode = recorded
+    assert base.max_windows == 768 and "windows" not in base.options
+    assert ode.max_windows == 256  # the recipe's, where not set
+
+
 def test_cli_arch_builds_the_first_stage_with_the_changed_architecture(tmp_path, recorded):
     work = tmp_path / "w"
     argv = [
