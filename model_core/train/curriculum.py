@@ -57,7 +57,7 @@ def curate_data(raw: Path, out: Path, log=print) -> Path:
 
 
 # What `overrides` (`lpm train all --set`) may change besides objective options; `windows`
-# is how many windows a latent-cache stage encodes (256 unless set).
+# is how many windows a latent-cache stage encodes (TrainConfig.max_windows unless set).
 RECIPE_KEYS = ("steps", "batch", "lr", "ema", "minutes", "windows")
 
 
@@ -151,7 +151,7 @@ def run_curriculum(
             max_minutes=minutes_of_stage,
             progress=progress,
             latent_cache=str(work / "latents.pt"),
-            max_windows=int(recipe.get("windows", 256)),
+            max_windows=int(recipe.get("windows", TrainConfig.max_windows)),
         )
         log(
             f"[{stage}] {tc.steps} steps, batch {tc.batch}, lr {tc.lr}, "
