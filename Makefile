@@ -57,7 +57,7 @@ test-slow: sysdeps venv-all protos services-up
 bench: venv
 	$(BIN)/lpm bench realtime --preset tiny --seconds 600 --json out/bench_realtime.json
 
-# The whole tiny curriculum from `lpm data synth` on (about 2.6 h on 2 idle CPU cores; resumable:
+# The whole tiny curriculum from `lpm data synth` on (about 2.9 h on 2 idle CPU cores; resumable:
 # re-running continues where it stopped). docs/training.md has the recipe.
 TRAIN_WORK ?= out/train-tiny
 train-tiny: sysdeps venv-all

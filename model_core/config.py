@@ -133,6 +133,9 @@ class OnlineConfig:
     # Width of the mouth head (model_core/mouth_head.py) that draws the speaking voice into
     # each chunk's latents after the Refiner; 0: none (set by the `mouth-head` stage).
     mouth_head: int = 0
+    # Width of the mouth painter (model_core/mouth_painter.py) that draws the opening the
+    # mouth head hears into each decoded frame; 0: none (set by the `mouth-painter` stage).
+    mouth_painter: int = 0
 
 
 @dataclass

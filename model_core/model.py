@@ -11,6 +11,7 @@ from model_core.audio import LPMAudioEncoder
 from model_core.config import LPMConfig
 from model_core.dit import LPMTransformer
 from model_core.mouth_head import LPMMouthHead
+from model_core.mouth_painter import LPMMouthPainter
 from model_core.text import LPMTextEncoder
 from model_core.vae import LPMCausalVAE
 
@@ -42,6 +43,9 @@ class LPMModel(nn.Module):
         self.mouth_head: LPMMouthHead | None = None
         if cfg.online.mouth_head > 0:
             self.enable_mouth_head(cfg.online.mouth_head)
+        self.mouth_painter: LPMMouthPainter | None = None
+        if cfg.online.mouth_painter > 0:
+            self.enable_mouth_painter(cfg.online.mouth_painter)
 
     def enable_mouth_head(self, width: int) -> None:
         """Give the Online model a mouth head of this width (model_core/mouth_head.py),
@@ -53,6 +57,16 @@ class LPMModel(nn.Module):
         self.mouth_head = LPMMouthHead(
             cfg.vae.z_dim, cfg.audio.feature_dim, int(width), cfg.vae.temporal_factor
         )
+
+    def enable_mouth_painter(self, width: int) -> None:
+        """Give the Online model a mouth painter of this width (model_core/mouth_painter.py),
+        recorded in new config objects; it draws the opening the mouth head hears, so the model
+        must have a head. Its residual starts at zero, as the head's does."""
+        if self.mouth_head is None:
+            raise ValueError("a mouth painter draws what the mouth head hears: add a head first")
+        online = dataclasses.replace(self.cfg.online, mouth_painter=int(width))
+        self.cfg = dataclasses.replace(self.cfg, online=online)
+        self.mouth_painter = LPMMouthPainter(int(width))
 
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
@@ -119,6 +133,7 @@ class LPMModel(nn.Module):
             "references": 0,
             "refiner": count(self.refiner),
             "mouth_head": count(self.mouth_head),
+            "mouth_painter": count(self.mouth_painter),
         }
         counts["total"] = sum(counts.values())
         counts["base_teacher"] = count(self.base)

@@ -91,6 +91,11 @@ class LPMMouthHead(nn.Module):
         feats = F.layer_norm(speak, speak.shape[-1:])[:, idx]  # (B, F, taps, D)
         return feats.flatten(2)
 
+    def opening(self, speak: Tensor, spans: Tensor) -> Tensor:
+        """The mouth's opening heard in the voice alone, (B, F, frames per latent frame): what
+        the mouth painter (model_core/mouth_painter.py) draws."""
+        return self.audio(self.voice(speak, spans))[..., : self.frames_per_latent]
+
     def forward(
         self, z: Tensor, picture: Tensor, speak: Tensor, spans: Tensor
     ) -> tuple[Tensor, Tensor]:

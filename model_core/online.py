@@ -99,6 +99,7 @@ class OnlineStream:
         audio_guidance: float = 0.0,
         refiner_audio_guidance: float = 0.0,
         mouth_head: bool = True,
+        mouth_painter: bool = True,
     ):
         cfg = model.cfg
         for name, value in (
@@ -117,6 +118,9 @@ class OnlineStream:
         # into each chunk's latents after the Refiner, with the global reference's latent as
         # the picture it reads the character's mouth from.
         self.mouth_head = model.mouth_head if mouth_head else None
+        # The mouth painter (model_core/mouth_painter.py), when the model has one: the opening
+        # the head hears in this chunk's voice drawn into each decoded frame.
+        self.mouth_painter = model.mouth_painter if mouth_painter else None
         self.picture = refs.global_latent
         self.fps = cfg.video.fps
         self.frames_per_chunk = cfg.latent_frames_per_chunk
@@ -231,13 +235,37 @@ class OnlineStream:
 
     @torch.no_grad()
     def decode(
-        self, latents: torch.Tensor, speak: np.ndarray | torch.Tensor | None = None
+        self,
+        latents: torch.Tensor,
+        speak: np.ndarray | torch.Tensor | None = None,
+        audio: ChunkAudio | None = None,
     ) -> np.ndarray:
-        """Latents -> frames; `speak` (this chunk's own voice) reaches a decoder that hears."""
+        """Latents -> frames; `speak` (this chunk's own voice) reaches a decoder that hears,
+        and `audio` (this chunk's features) the mouth painter, where the model has one."""
+        video = self._decode_video(latents, speak)
+        if self.mouth_painter is not None and audio is not None:
+            video = self.paint(video, audio)
+        return frames_to_uint8(video)
+
+    def _decode_video(
+        self, latents: torch.Tensor, speak: np.ndarray | torch.Tensor | None
+    ) -> torch.Tensor:
         pcm = None
         if speak is not None:
             pcm = torch.as_tensor(speak, dtype=torch.float32).view(1, -1)
-        return frames_to_uint8(self.decoder.push(latents, audio=pcm))
+        return self.decoder.push(latents, audio=pcm)
+
+    @torch.no_grad()
+    def paint(self, video: torch.Tensor, audio: ChunkAudio) -> torch.Tensor:
+        """The mouth painter on a decoded chunk (1, 3, T, H, W): each frame's mouth opened as
+        far as the mouth head hears in the voice of that frame."""
+        aud = self._audio_inputs(audio)
+        opening = self.model.mouth_head.opening(aud.speak, aud.frame_span).reshape(1, -1)
+        if opening.shape[1] != video.shape[2]:
+            raise RuntimeError(
+                f"mouth painter: {opening.shape[1]} openings for {video.shape[2]} frames"
+            )
+        return self.mouth_painter.paint(video, opening)
 
     def push(
         self,
@@ -257,8 +285,14 @@ class OnlineStream:
         latents = self.refine(x0, audio)
         timings["refiner"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        frames = self.decode(latents, speak)
+        with torch.no_grad():
+            video = self._decode_video(latents, speak)
         timings["vae"] = time.perf_counter() - tick
+        if self.mouth_painter is not None:
+            tick = time.perf_counter()
+            video = self.paint(video, audio)
+            timings["painter"] = time.perf_counter() - tick
+        frames = frames_to_uint8(video)
         result = ChunkResult(self.index, frames, timings, latents if keep_latents else None)
         self.index += 1
         return result

@@ -144,12 +144,14 @@ class LPMPipeline:
         audio_guidance: float = 0.0,
         refiner_audio_guidance: float = 0.0,
         mouth_head: bool = True,
+        mouth_painter: bool = True,
     ) -> OnlineStream:
         """window_chunks: -1 = the config's window; None = keep all history (naive baseline).
         keep_sink=False is the no-attention-sink ablation (references get evicted).
         audio_guidance / refiner_audio_guidance: guidance on the voice alone in the Backbone's
         / the Refiner's steps (each costs one more pass of that network; 0 = as distilled).
-        mouth_head=False leaves out a model's mouth head (model_core/mouth_head.py)."""
+        mouth_head=False leaves out a model's mouth head (model_core/mouth_head.py), and
+        mouth_painter=False its mouth painter (model_core/mouth_painter.py)."""
         ctx, mask = self.encode_text(text)
         return OnlineStream(
             self.model,
@@ -162,6 +164,7 @@ class LPMPipeline:
             audio_guidance=audio_guidance,
             refiner_audio_guidance=refiner_audio_guidance,
             mouth_head=mouth_head,
+            mouth_painter=mouth_painter,
         )
 
     # -- Base ------------------------------------------------------------------------------------

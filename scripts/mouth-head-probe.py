@@ -11,7 +11,9 @@ kept per frame. It reports Pearson r, per sample then averaged, of:
 - the head's opening against the speech energy and against the footage's opening (how well it
   hears);
 - the headed render's mouth against the head's opening (how much of what it hears it draws),
-  and the mean per-frame change the head makes to the mouth (headed minus plain).
+  and the mean per-frame change the head makes to the mouth (headed minus plain);
+- where the checkpoint has a mouth painter (model_core/mouth_painter.py), the same for the
+  headed render painted with the head's opening (`painted_*`).
 
 Usage: .venv/bin/python scripts/mouth-head-probe.py CHECKPOINT [--samples 12] [--seconds 4]
        [--json OUT]
@@ -36,7 +38,7 @@ SR = 16000
 
 
 def stream_both(pipe, runner, sample, seconds):
-    """(plain frames, headed frames, the head's opening per frame)."""
+    """(plain frames, headed frames, painted frames or None, the head's opening per frame)."""
     stream = pipe.start_stream(
         runner.references(sample), text=sample.identity.describe(),
         seed=runner.seed + sample.spec.index, mouth_head=False,
@@ -45,7 +47,8 @@ def stream_both(pipe, runner, sample, seconds):
     headed = pipe.model.vae.stream_decoder()
     with torch.no_grad():
         headed.push(stream.picture)
-    plain, drawn, opening = [], [], []
+    plain, drawn, painted, opening = [], [], [], []
+    painter = pipe.model.mouth_painter
     n = len(sample.speak)
     for k in range(seconds):
         idx = np.arange(k * SR, (k + 1) * SR) % n
@@ -55,10 +58,14 @@ def stream_both(pipe, runner, sample, seconds):
             aud = stream._audio_inputs(audio)
             lat_h, op = head(lat, stream.picture, aud.speak, aud.frame_span)
             plain.append(stream.decode(lat))
-            drawn.append(frames_to_uint8(headed.push(lat_h)))
+            video = headed.push(lat_h)
+            drawn.append(frames_to_uint8(video))
+            if painter is not None:
+                painted.append(frames_to_uint8(painter.paint(video, op.reshape(1, -1))))
         opening.append(op[0].flatten().numpy())
         stream.index += 1
-    return np.concatenate(plain), np.concatenate(drawn), np.concatenate(opening)
+    paint = np.concatenate(painted) if painted else None
+    return np.concatenate(plain), np.concatenate(drawn), paint, np.concatenate(opening)
 
 
 def main() -> None:
@@ -79,7 +86,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     for spec in specs[: a.samples]:
         sample = renderer.render(spec)
-        plain, drawn, opening = stream_both(pipe, runner, sample, a.seconds)
+        plain, drawn, painted, opening = stream_both(pipe, runner, sample, a.seconds)
         m_plain = judges.probe.predict(plain)["mouth_open"]
         m_head = judges.probe.predict(drawn)["mouth_open"]
         energy, truth = sample.speech_energy, sample.mouth_open
@@ -93,7 +100,18 @@ def main() -> None:
             "heard_vs_truth": pearson(opening, truth),
             "head_vs_heard": pearson(m_head, opening),
             "head_change": float(np.abs(m_head - m_plain).mean()),
+            # how far the heard opening swings against the footage's own
+            "heard_std": float(np.std(opening)),
+            "truth_std": float(np.std(truth)),
         }
+        if painted is not None:
+            m_paint = judges.probe.predict(painted)["mouth_open"]
+            figures |= {
+                "painted_vs_energy": pearson(m_paint, energy),
+                "painted_vs_truth": pearson(m_paint, truth),
+                "painted_vs_heard": pearson(m_paint, opening),
+                "paint_change": float(np.abs(m_paint - m_head).mean()),
+            }
         for k, v in figures.items():
             rows.setdefault(k, []).append(v)
         print(spec.name, " ".join(f"{k} {v:+.3f}" for k, v in figures.items()), flush=True)

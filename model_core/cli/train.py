@@ -24,6 +24,7 @@ STAGE_NAMES = (
     "dpo",
     "vae-decoder",
     "mouth-head",
+    "mouth-painter",
 )
 
 

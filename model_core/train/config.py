@@ -108,6 +108,9 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
         ema=0.99,
         options={"picture": "rest", "soft": 0.5, "online": 0.4, "mouth_read": 1.0},
     ),
+    # the head's reading of the voice drawn into the decoded frames
+    # (model_core/mouth_painter.py), from footage clips with the mouth's timing taken out
+    "mouth-painter": dict(steps=6000, batch=2, lr=1e-3, ema=0.99, options={"mouth_read": 1.0}),
 }
 
 # Minutes each stage may take in the tiny recipe; steps stop there. `vae-stream`
@@ -125,6 +128,7 @@ TINY_MINUTES = {
     "dpo": 4,
     "vae-decoder": 6,
     "mouth-head": 14,
+    "mouth-painter": 15,
 }
 
 

@@ -27,6 +27,8 @@ STAGES: dict[str, str] = {
     "vae-decoder": "model_core.train.objectives.vae_decoder:DecoderObjective",
     # last, so that it learns to draw through the decoder the model ships with
     "mouth-head": "model_core.train.objectives.mouth_head:MouthHeadObjective",
+    # after the head, whose reading of the voice it draws into the decoded frames
+    "mouth-painter": "model_core.train.objectives.mouth_painter:MouthPainterObjective",
 }
 
 

@@ -1,0 +1,85 @@
+"""The mouth painter: the mouth's opening drawn into the decoded frames.
+
+The mouth head (model_core/mouth_head.py) hears the voice well: its reading of the mouth's
+opening follows the footage's at r 0.62 on held-out characters. What it writes into the
+latents hardly reaches the frames (the drawn mouth follows what it hears at r 0.01-0.05), and
+the VAE's own round trip keeps only half of the footage's lip sync (docs/training.md). The
+painter works after the decoder, where the bench and a viewer look: a small convolutional
+U-Net over each decoded frame whose only condition is one number, the opening the head heard
+for that frame. It learns where a character's mouth is and how that character's mouth looks
+open from the frame itself, and how far to open it from the number alone, so it cannot learn
+a training character's own mouth movements: the narrow path the head's design note explains.
+
+It sees the head region of a head-and-shoulders frame (the top three quarters, the central
+three quarters across: where the performer's framing and the pictures the generators copy
+keep the face), folded into 2 x 2 pixel blocks so that its convolutions run at half
+resolution while its residual is drawn at full resolution. The residual's last layer starts
+at zero, so a model given a painter renders what it did until the painter is trained (`lpm
+train mouth-painter`, model_core/train/objectives/mouth_painter.py).
+`OnlineConfig.mouth_painter` is its width; 0 (the default) builds none. It needs a mouth
+head, whose opening it draws.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model_core.mouth_head import _FiLMBlock
+
+
+def head_region(h: int, w: int) -> tuple[slice, slice]:
+    """The rows and columns of an (h, w) frame the painter redraws: the top 3/4, the central
+    3/4 across, each rounded down to a multiple of 4."""
+    rows = (3 * h // 4) // 4 * 4
+    cols = (3 * w // 4) // 4 * 4
+    left = (w - cols) // 2
+    return slice(0, rows), slice(left, left + cols)
+
+
+class LPMMouthPainter(nn.Module):
+    """(frames (N, 3, H, W) in [-1, 1], opening (N,)) -> frames with the mouth opened that
+    far (unclamped); only the head region (`head_region`) changes."""
+
+    def __init__(self, width: int = 16, embed: int = 32):
+        super().__init__()
+        if width < 8 or width % 8:
+            raise ValueError(f"mouth painter width must be a multiple of 8 (>= 8), got {width}")
+        self.width = width
+        w1, w2 = width, 2 * width
+        self.embed = nn.Sequential(
+            nn.Linear(1, embed), nn.SiLU(), nn.Linear(embed, embed), nn.SiLU()
+        )
+        self.inp = nn.Conv2d(12, w1, 3, padding=1)  # 2 x 2 blocks of RGB
+        self.mid1 = nn.ModuleList(_FiLMBlock(w1, embed) for _ in range(2))
+        self.down = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
+        self.mid2 = nn.ModuleList(_FiLMBlock(w2, embed) for _ in range(2))
+        self.up = nn.Conv2d(w2, w1, 3, padding=1)
+        self.mid3 = _FiLMBlock(w1, embed)
+        self.out_norm = nn.GroupNorm(8, w1)
+        self.out = nn.Conv2d(w1, 12, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, frames: Tensor, opening: Tensor) -> Tensor:
+        rows, cols = head_region(*frames.shape[-2:])
+        x = frames[:, :, rows, cols]
+        e = self.embed(opening.to(frames).view(-1, 1))
+        h1 = self.inp(F.pixel_unshuffle(x, 2))
+        for block in self.mid1:
+            h1 = block(h1, e)
+        h2 = self.down(F.gelu(h1))
+        for block in self.mid2:
+            h2 = block(h2, e)
+        up = F.interpolate(F.gelu(h2), size=h1.shape[-2:], mode="nearest")
+        h = self.mid3(h1 + self.up(up), e)
+        delta = F.pixel_shuffle(self.out(F.gelu(self.out_norm(h))), 2)
+        pad = (cols.start, frames.shape[-1] - cols.stop, rows.start, frames.shape[-2] - rows.stop)
+        return frames + F.pad(delta, pad)
+
+    def paint(self, video: Tensor, opening: Tensor) -> Tensor:
+        """Video (B, 3, T, H, W) and the opening per frame (B, T) -> painted video, clamped."""
+        b, c, t, h, w = video.shape
+        frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        out = self(frames, opening.reshape(b * t))
+        return out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).clamp(-1.0, 1.0)

@@ -1,0 +1,174 @@
+"""The mouth painter (model_core/mouth_painter.py) and its `mouth-painter` stage."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from model_core.checkpoint import read_checkpoint
+from model_core.model import LPMModel, build_model
+from model_core.mouth_painter import LPMMouthPainter, head_region
+from model_core.pipeline import LPMPipeline, ReferenceImages
+from model_core.train.config import TrainConfig
+from model_core.train.loop import Trainer
+from model_core.train.objectives import make_objective
+
+
+def _frames(n=3, side=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, side, side, generator=g) * 2 - 1
+
+
+def test_a_new_painter_leaves_the_frames_as_they_are():
+    painter = LPMMouthPainter(8)
+    x = _frames()
+    assert torch.equal(painter(x, torch.tensor([0.0, 0.5, 1.0])), x)
+
+
+def test_the_painter_redraws_the_head_region_alone_and_hears_the_opening():
+    torch.manual_seed(0)
+    painter = LPMMouthPainter(8)
+    torch.nn.init.normal_(painter.out.weight, std=0.1)  # as if trained: a residual that is not 0
+    x = _frames(2, side=64)
+    shut = painter(x, torch.zeros(2))
+    wide = painter(x, torch.ones(2))
+    rows, cols = head_region(64, 64)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 48, 8, 56)
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[rows, cols] = False
+    assert torch.equal(shut[..., outside], x[..., outside])
+    assert not torch.allclose(shut[:, :, rows, cols], wide[:, :, rows, cols])
+    video = x.permute(1, 0, 2, 3)[None]  # (1, 3, T=2, H, W)
+    painted = painter.paint(video, torch.tensor([[0.0, 1.0]]))
+    assert painted.shape == video.shape and painted.abs().max() <= 1.0
+    assert torch.allclose(painted[0, :, 1], wide[1].clamp(-1, 1))
+
+
+def _headed(cfg):
+    return dataclasses.replace(cfg, online=dataclasses.replace(cfg.online, mouth_head=16))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"width": 12}, "width must be a multiple of 8"),
+        ({"frames": 10}, "frames must be 1 \\+ a multiple of 4"),
+        ({"outside": -1.0}, "outside >= 0"),
+        ({"noise": -0.1}, "noise >= 0"),
+    ],
+)
+def test_the_stage_refuses_bad_options(micro_cfg, options, message):
+    with pytest.raises(ValueError, match=message):
+        make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), options)
+
+
+def test_the_stage_needs_a_model_with_a_mouth_head(micro_cfg):
+    with pytest.raises(ValueError, match="trained mouth head"):
+        make_objective("mouth-painter", LPMModel(micro_cfg), {})
+    with pytest.raises(ValueError, match="add a head first"):
+        LPMModel(micro_cfg).enable_mouth_painter(16)
+
+
+def test_the_stage_trains_the_painter_alone_and_its_checkpoint_serves_it(
+    tmp_path, micro_cfg, micro_source
+):
+    tc = TrainConfig(
+        stage="mouth-painter",
+        out=str(tmp_path / "run"),
+        steps=30,
+        lr=3e-3,
+        warmup=1,
+        batch=2,
+        max_windows=4,
+        checkpoint_every=1000,
+        progress=False,
+        options={"width": 8, "frames": 9},
+    )
+    trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
+    assert trainer.cfg.online.mouth_painter == 8
+    others = {
+        k: v.clone() for k, v in trainer.model.state_dict().items() if "mouth_painter" not in k
+    }
+    logs = [trainer.train_step() for _ in range(30)]
+    assert all(m["mouth_l1"] >= 0 and "input_mouth_l1" in m for m in logs)
+    first = sum(m["mouth_l1"] for m in logs[:5]) / 5
+    last = sum(m["mouth_l1"] for m in logs[-5:]) / 5
+    assert last < first, [m["mouth_l1"] for m in logs]
+    after = trainer.model.state_dict()
+    assert all(torch.equal(others[k], after[k]) for k in others)
+    final = trainer.run()["final"]
+    cfg, state, _ = read_checkpoint(final)
+    assert cfg.online.mouth_painter == 8 and cfg.online.mouth_head == 16
+    build_model(cfg).load_state_dict(state, strict=True)
+
+    pipe = LPMPipeline.load(final, with_base=False)
+    assert pipe.model.mouth_painter is not None
+    rng = np.random.default_rng(1)
+    side = micro_cfg.video.height
+    refs = ReferenceImages(rng.integers(0, 255, (side, side, 3), dtype=np.uint8))
+    speak = (0.2 * rng.standard_normal(16000)).astype(np.float32)
+    listen = np.zeros(16000, np.float32)
+    painted = pipe.start_stream(refs, seed=3).push(speak, listen, keep_latents=True)
+    plain = pipe.start_stream(refs, seed=3, mouth_painter=False).push(
+        speak, listen, keep_latents=True
+    )
+    # the painter works on the frames only: the latents are the same, the frames are not
+    assert torch.equal(painted.latents, plain.latents)
+    assert painted.frames.shape == plain.frames.shape
+    assert not np.array_equal(painted.frames, plain.frames)
+
+
+@pytest.fixture(scope="module")
+def reader_path(tmp_path_factory, micro_source):
+    from model_core.train.mouth_reader import train_mouth_reader
+
+    reader, _ = train_mouth_reader(micro_source, steps=150, batch=32, progress=False)
+    path = tmp_path_factory.mktemp("reader") / "reader.safetensors"
+    reader.save(path)
+    return str(path)
+
+
+def test_online_steps_paint_the_online_model_s_own_frames_to_random_openings(
+    tmp_path, micro_cfg, micro_source, reader_path
+):
+    """`online`: the pool fills with the Online model's streamed clips, one is replaced every
+    `online_refresh` steps after that, and the frozen reader's error on the painted frames
+    against the openings they were told falls as the painter trains."""
+    options = {
+        "width": 8,
+        "frames": 9,
+        "online": 1.0,
+        "online_pool": 4,
+        "online_refresh": 2,
+        "mouth_read": 1.0,
+        "mouth_reader": reader_path,
+    }
+    tc = TrainConfig(
+        stage="mouth-painter",
+        out=str(tmp_path / "run"),
+        steps=40,
+        lr=3e-3,
+        warmup=1,
+        batch=2,
+        max_windows=4,
+        checkpoint_every=1000,
+        progress=False,
+        options=options,
+    )
+    trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
+    assert trainer.objective.data_kind == "frames+audio"
+    logs = [trainer.train_step() for _ in range(2)]
+    pool = trainer.objective.pool
+    assert len(pool) == 4 and pool[0][0].shape == (24, 3, 32, 32)
+    first = pool[0][0].clone()
+    logs += [trainer.train_step() for _ in range(38)]
+    assert not torch.equal(pool[0][0], first)  # refreshed in place of the oldest
+    assert all("online_read_mse" in m and "online_change" in m for m in logs)
+    read = [m["online_read_mse"] for m in logs]
+    assert sum(read[-8:]) / 8 < sum(read[:8]) / 8, read
+
+
+def test_online_steps_need_the_drawn_mouth_loss(micro_cfg):
+    with pytest.raises(ValueError, match="online needs mouth_read > 0"):
+        make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"online": 0.5})
