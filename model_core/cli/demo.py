@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
     shipped = perform_cmd.SHIPPED_CHECKPOINTS / config.name
     if args.checkpoint and Path(args.checkpoint).resolve() == shipped.resolve():
         print(
-            f"  note: the shipped '{config.name}' model was trained for about 4.5 h on 2 CPU "
+            f"  note: the shipped '{config.name}' model was trained for about 5.7 h on 2 CPU "
             "cores (docs/training.md): expect a soft copy of the portrait (head, hair and "
-            "clothes where the picture has them, blurred) whose mouth opens while it speaks "
-            "but hardly follows the syllables; its measured quality is in the README "
-            "(LPM-Bench-mini)."
+            "clothes where the picture has them, blurred) whose mouth, redrawn after the "
+            "decoder by the mouth painter, opens and closes with its voice; its measured "
+            "quality is in the README (LPM-Bench-mini)."
         )
     if not args.checkpoint:
         print(

@@ -109,8 +109,16 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
         options={"picture": "rest", "soft": 0.5, "online": 0.4, "mouth_read": 1.0},
     ),
     # the head's reading of the voice drawn into the decoded frames
-    # (model_core/mouth_painter.py), from footage clips with the mouth's timing taken out
-    "mouth-painter": dict(steps=6000, batch=2, lr=1e-3, ema=0.99, options={"mouth_read": 1.0}),
+    # (model_core/mouth_painter.py): footage clips with the mouth's timing taken out, and half
+    # the steps the Online model's own frames painted to random openings (the shipped
+    # painter's last run; its first two had mouth_read 1 then 4 without `online`)
+    "mouth-painter": dict(
+        steps=2400,
+        batch=2,
+        lr=1e-3,
+        ema=0.99,
+        options={"mouth_read": 4.0, "online": 0.5, "outside": 1.0},
+    ),
 }
 
 # Minutes each stage may take in the tiny recipe; steps stop there. `vae-stream`
@@ -128,7 +136,7 @@ TINY_MINUTES = {
     "dpo": 4,
     "vae-decoder": 6,
     "mouth-head": 14,
-    "mouth-painter": 15,
+    "mouth-painter": 20,
 }
 
 

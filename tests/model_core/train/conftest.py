@@ -98,3 +98,31 @@ def base_trainer_on(tmp_path, cfg, source, cache: LatentCache, options: dict):
         options=options,
     )
     return Trainer(tc, cfg, source=source)
+
+
+@pytest.fixture(scope="session")
+def reader_path(tmp_path_factory, micro_source) -> str:
+    """A pixel mouth reader fitted on the micro clips' frames (a random one reads every mouth
+    alike), saved for the stages' `mouth_reader` option."""
+    from model_core.train.mouth_reader import train_mouth_reader
+
+    reader, _ = train_mouth_reader(micro_source, steps=150, batch=32, progress=False)
+    path = tmp_path_factory.mktemp("reader") / "reader.safetensors"
+    reader.save(path)
+    return str(path)
+
+
+def first_chunk(pipe, seed: int = 3, **stream_options):
+    """One second of a stream of `pipe` on a random picture, a voice of noise and a silent
+    partner, the latents kept (`ChunkResult`)."""
+    import numpy as np
+
+    from model_core.pipeline import ReferenceImages
+
+    rng = np.random.default_rng(1)
+    side = pipe.config.video.height
+    refs = ReferenceImages(rng.integers(0, 255, (side, side, 3), dtype=np.uint8))
+    speak = (0.2 * rng.standard_normal(16000)).astype(np.float32)
+    listen = np.zeros(16000, np.float32)
+    stream = pipe.start_stream(refs, seed=seed, **stream_options)
+    return stream.push(speak, listen, keep_latents=True)

@@ -1,6 +1,5 @@
 """The mouth head (model_core/mouth_head.py) and its `mouth-head` stage."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -8,11 +7,12 @@ from model_core.checkpoint import read_checkpoint
 from model_core.dit import latent_frame_spans
 from model_core.model import LPMModel, build_model
 from model_core.mouth_head import HISTORY, LPMMouthHead
-from model_core.pipeline import LPMPipeline, ReferenceImages
+from model_core.pipeline import LPMPipeline
 from model_core.train.config import TrainConfig
 from model_core.train.loop import Trainer
 from model_core.train.objectives import make_objective
 from model_core.train.objectives.mouth_head import neutral_mouth
+from tests.model_core.train.conftest import first_chunk
 
 
 def _head_inputs(seed=0, frames=3, feats=20, dim=8, hw=4):
@@ -107,13 +107,7 @@ def test_the_stage_trains_the_head_alone_and_its_checkpoint_serves_it(
 
     pipe = LPMPipeline.load(final, with_base=False)
     assert pipe.model.mouth_head is not None
-    rng = np.random.default_rng(1)
-    side = micro_cfg.video.height
-    refs = ReferenceImages(rng.integers(0, 255, (side, side, 3), dtype=np.uint8))
-    speak = (0.2 * rng.standard_normal(16000)).astype(np.float32)
-    listen = np.zeros(16000, np.float32)
-    heard = pipe.start_stream(refs, seed=3).push(speak, listen, keep_latents=True)
-    plain = pipe.start_stream(refs, seed=3, mouth_head=False).push(speak, listen, keep_latents=True)
+    heard, plain = first_chunk(pipe), first_chunk(pipe, mouth_head=False)
     assert not torch.allclose(heard.latents, plain.latents)
 
 
@@ -137,16 +131,6 @@ def test_soft_inputs_are_the_footage_as_the_online_model_redraws_it(micro_cfg, f
 def test_the_stage_refuses_a_soft_share_or_time_out_of_range(micro_cfg, options):
     with pytest.raises(ValueError, match="0 <= soft <= 1 and 0 < soft_t <= 1"):
         make_objective("mouth-head", LPMModel(micro_cfg), options)
-
-
-@pytest.fixture(scope="module")
-def reader_path(tmp_path_factory, micro_source):
-    from model_core.train.mouth_reader import train_mouth_reader
-
-    reader, _ = train_mouth_reader(micro_source, steps=150, batch=32, progress=False)
-    path = tmp_path_factory.mktemp("reader") / "reader.safetensors"
-    reader.save(path)
-    return str(path)
 
 
 def test_the_picture_s_mouth_is_the_box_of_the_window_s_most_closed_frame(fixed_cache):

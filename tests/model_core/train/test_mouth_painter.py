@@ -9,10 +9,11 @@ import torch
 from model_core.checkpoint import read_checkpoint
 from model_core.model import LPMModel, build_model
 from model_core.mouth_painter import LPMMouthPainter, head_region
-from model_core.pipeline import LPMPipeline, ReferenceImages
+from model_core.pipeline import LPMPipeline
 from model_core.train.config import TrainConfig
 from model_core.train.loop import Trainer
 from model_core.train.objectives import make_objective
+from tests.model_core.train.conftest import first_chunk
 
 
 def _frames(n=3, side=32, seed=0):
@@ -49,6 +50,22 @@ def _headed(cfg):
     return dataclasses.replace(cfg, online=dataclasses.replace(cfg.online, mouth_head=16))
 
 
+def _train_config(tmp_path, options, steps=30):
+    """A micro run of the stage: a width-8 painter on 9-frame clips, batches of 2."""
+    return TrainConfig(
+        stage="mouth-painter",
+        out=str(tmp_path / "run"),
+        steps=steps,
+        lr=3e-3,
+        warmup=1,
+        batch=2,
+        max_windows=4,
+        checkpoint_every=1000,
+        progress=False,
+        options={"width": 8, "frames": 9, **options},
+    )
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -73,19 +90,7 @@ def test_the_stage_needs_a_model_with_a_mouth_head(micro_cfg):
 def test_the_stage_trains_the_painter_alone_and_its_checkpoint_serves_it(
     tmp_path, micro_cfg, micro_source
 ):
-    tc = TrainConfig(
-        stage="mouth-painter",
-        out=str(tmp_path / "run"),
-        steps=30,
-        lr=3e-3,
-        warmup=1,
-        batch=2,
-        max_windows=4,
-        checkpoint_every=1000,
-        progress=False,
-        options={"width": 8, "frames": 9},
-    )
-    trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
+    trainer = Trainer(_train_config(tmp_path, {}), _headed(micro_cfg), source=micro_source)
     assert trainer.cfg.online.mouth_painter == 8
     others = {
         k: v.clone() for k, v in trainer.model.state_dict().items() if "mouth_painter" not in k
@@ -104,29 +109,11 @@ def test_the_stage_trains_the_painter_alone_and_its_checkpoint_serves_it(
 
     pipe = LPMPipeline.load(final, with_base=False)
     assert pipe.model.mouth_painter is not None
-    rng = np.random.default_rng(1)
-    side = micro_cfg.video.height
-    refs = ReferenceImages(rng.integers(0, 255, (side, side, 3), dtype=np.uint8))
-    speak = (0.2 * rng.standard_normal(16000)).astype(np.float32)
-    listen = np.zeros(16000, np.float32)
-    painted = pipe.start_stream(refs, seed=3).push(speak, listen, keep_latents=True)
-    plain = pipe.start_stream(refs, seed=3, mouth_painter=False).push(
-        speak, listen, keep_latents=True
-    )
+    painted, plain = first_chunk(pipe), first_chunk(pipe, mouth_painter=False)
     # the painter works on the frames only: the latents are the same, the frames are not
     assert torch.equal(painted.latents, plain.latents)
     assert painted.frames.shape == plain.frames.shape
     assert not np.array_equal(painted.frames, plain.frames)
-
-
-@pytest.fixture(scope="module")
-def reader_path(tmp_path_factory, micro_source):
-    from model_core.train.mouth_reader import train_mouth_reader
-
-    reader, _ = train_mouth_reader(micro_source, steps=150, batch=32, progress=False)
-    path = tmp_path_factory.mktemp("reader") / "reader.safetensors"
-    reader.save(path)
-    return str(path)
 
 
 def test_online_steps_paint_the_online_model_s_own_frames_to_random_openings(
@@ -135,27 +122,8 @@ def test_online_steps_paint_the_online_model_s_own_frames_to_random_openings(
     """`online`: the pool fills with the Online model's streamed clips, one is replaced every
     `online_refresh` steps after that, and the frozen reader's error on the painted frames
     against the openings they were told falls as the painter trains."""
-    options = {
-        "width": 8,
-        "frames": 9,
-        "online": 1.0,
-        "online_pool": 4,
-        "online_refresh": 2,
-        "mouth_read": 1.0,
-        "mouth_reader": reader_path,
-    }
-    tc = TrainConfig(
-        stage="mouth-painter",
-        out=str(tmp_path / "run"),
-        steps=40,
-        lr=3e-3,
-        warmup=1,
-        batch=2,
-        max_windows=4,
-        checkpoint_every=1000,
-        progress=False,
-        options=options,
-    )
+    options = {"online": 1.0, "online_pool": 4, "online_refresh": 2, "mouth_read": 1.0}
+    tc = _train_config(tmp_path, {**options, "mouth_reader": reader_path}, steps=40)
     trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
     assert trainer.objective.data_kind == "frames+audio"
     logs = [trainer.train_step() for _ in range(2)]

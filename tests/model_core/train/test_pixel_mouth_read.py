@@ -6,17 +6,7 @@ import pytest
 import torch
 
 from model_core.model import build_model
-from model_core.train.mouth_reader import train_mouth_reader
 from model_core.train.objectives import make_objective
-
-
-@pytest.fixture(scope="module")
-def reader_path(tmp_path_factory, micro_source):
-    """A reader fitted on the micro clips' frames (a random one reads every mouth alike)."""
-    reader, _ = train_mouth_reader(micro_source, steps=150, batch=32, progress=False)
-    path = tmp_path_factory.mktemp("reader") / "reader.safetensors"
-    reader.save(path)
-    return str(path)
 
 
 def _objective(micro_cfg, stage, reader_path, **options):
