@@ -10,6 +10,11 @@ as the bench does. It reports what the per-minute figures summarise:
 - the correlation of the mouth with the voice's energy at lags of -0.5 to +1 s: a mouth that
   follows the syllables peaks sharply near 0, as the footage's does; one that only opens while
   the character speaks gives a flat curve; a late mouth peaks at a positive lag.
+- where the model has a mouth head, the opening it hears per frame (what the mouth painter
+  draws): its spread against the footage's opening while the character speaks (`heard_motion`,
+  mouth motion's ratio), its lip sync, and the painter's gain (the slope of the read mouth on
+  the heard opening): a small mouth is then either a head that hears small or a painter that
+  draws small.
 
 Usage: .venv/bin/python scripts/stream-mouth-probe.py [CHECKPOINT] [--minutes 5]
        [--window 10] [--threads 2] --json OUT.json [--png OUT.png]
@@ -65,13 +70,26 @@ def main() -> None:
     loop = ScenarioRenderer().render_loop(loop_spec(s), s.minute_seconds)
     n = len(loop.frames)
     gt_mouth = judges.probe.predict(loop.frames)["mouth_open"]
-    mouth = []
+    mouth, heard = [], []
     seconds = a.minutes * s.minute_seconds
+    head = runners["online"].pipe.model.mouth_head
+    if head is not None:
+        hear = head.opening
+
+        def recording(speak, spans):
+            out = hear(speak, spans)
+            heard.append(out.reshape(-1).float().numpy().copy())
+            return out
+
+        head.opening = recording
     with torch.no_grad(), progress_bar(seconds, "stream", unit="s") as bar:
         for chunk in runners["online"].stream(loop, loop.speak, loop.listen, seconds):
             mouth.append(judges.probe.predict(chunk)["mouth_open"])
             bar.update(1)
     mouth = np.concatenate(mouth)
+    heard = np.concatenate(heard) if heard else None
+    if heard is not None and len(heard) != len(mouth):
+        heard = None  # no painter: the head's opening was not read per frame
     idx = np.arange(len(mouth)) % n
     energy, speaking, true = (
         loop.speech_energy[idx],
@@ -82,15 +100,20 @@ def main() -> None:
     for w0 in range(0, seconds, a.window):
         sl = slice(w0 * FPS, (w0 + a.window) * FPS)
         g = gt_mouth[idx[sl]]
-        windows.append(
-            {
-                "start_s": w0,
-                "lip_sync": lip_sync_score(mouth[sl], energy[sl], speaking[sl]),
-                "lip_sync_footage": lip_sync_score(g, energy[sl], speaking[sl]),
-                "mouth_motion": mouth_motion(mouth[sl], true[sl], speaking[sl]),
-                "mouth_motion_footage": mouth_motion(g, true[sl], speaking[sl]),
+        row = {
+            "start_s": w0,
+            "lip_sync": lip_sync_score(mouth[sl], energy[sl], speaking[sl]),
+            "lip_sync_footage": lip_sync_score(g, energy[sl], speaking[sl]),
+            "mouth_motion": mouth_motion(mouth[sl], true[sl], speaking[sl]),
+            "mouth_motion_footage": mouth_motion(g, true[sl], speaking[sl]),
+        }
+        if heard is not None:
+            row |= {
+                "heard_lip_sync": lip_sync_score(heard[sl], energy[sl], speaking[sl]),
+                "heard_motion": mouth_motion(heard[sl], true[sl], speaking[sl]),
+                "painter_gain": painter_gain(mouth[sl], heard[sl], speaking[sl]),
             }
-        )
+        windows.append(row)
     footage = gt_mouth[idx]
     result = {
         "checkpoint": a.checkpoint,
@@ -105,6 +128,13 @@ def main() -> None:
         },
         "windows": windows,
     }
+    if heard is not None:
+        result["heard"] = {
+            "lip_sync": lip_sync_score(heard, energy, speaking),
+            "motion": mouth_motion(heard, true, speaking),
+            "painter_gain": painter_gain(mouth, heard, speaking),
+            "footage_gain": painter_gain(footage, true, speaking),
+        }
     with open(a.json, "w") as f:
         json.dump(result, f, indent=1)
     for w in windows:
@@ -114,8 +144,22 @@ def main() -> None:
             f"(footage {_fmt(w['mouth_motion_footage'])})"
         )
     print(f"mouth spread: stream {mouth.std():.3f}, footage {footage.std():.3f}")
+    if heard is not None:
+        print("heard:", json.dumps(result["heard"]))
     if a.png:
         plot(result, a.png)
+
+
+def painter_gain(read: np.ndarray, opening: np.ndarray, speaking: np.ndarray) -> float | None:
+    """Least-squares slope of the read mouth on an opening over the speaking frames (both
+    smoothed as lip sync smooths them): how far the read mouth moves per unit of opening."""
+    if int(speaking.sum()) < 2:
+        return None
+    x = _smooth(opening.astype(np.float64))[speaking]
+    y = _smooth(read.astype(np.float64))[speaking]
+    if x.std() == 0:
+        return None
+    return float(np.cov(x, y, bias=True)[0, 1] / x.var())
 
 
 def _fmt(v: float | None) -> str:
