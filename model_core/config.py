@@ -136,6 +136,9 @@ class OnlineConfig:
     # Width of the mouth painter (model_core/mouth_painter.py) that draws the opening the
     # mouth head hears into each decoded frame; 0: none (set by the `mouth-painter` stage).
     mouth_painter: int = 0
+    # Whether the mouth painter also sees the stream's picture (the decoded global reference)
+    # to find the character's mouth (set by the `mouth-painter` stage's `picture` option).
+    mouth_painter_picture: bool = False
 
 
 @dataclass

@@ -45,7 +45,7 @@ class LPMModel(nn.Module):
             self.enable_mouth_head(cfg.online.mouth_head)
         self.mouth_painter: LPMMouthPainter | None = None
         if cfg.online.mouth_painter > 0:
-            self.enable_mouth_painter(cfg.online.mouth_painter)
+            self.enable_mouth_painter(cfg.online.mouth_painter, cfg.online.mouth_painter_picture)
 
     def enable_mouth_head(self, width: int) -> None:
         """Give the Online model a mouth head of this width (model_core/mouth_head.py),
@@ -58,15 +58,27 @@ class LPMModel(nn.Module):
             cfg.vae.z_dim, cfg.audio.feature_dim, int(width), cfg.vae.temporal_factor
         )
 
-    def enable_mouth_painter(self, width: int) -> None:
+    def enable_mouth_painter(self, width: int, picture: bool = False) -> None:
         """Give the Online model a mouth painter of this width (model_core/mouth_painter.py),
         recorded in new config objects; it draws the opening the mouth head hears, so the model
-        must have a head. Its residual starts at zero, as the head's does."""
+        must have a head. Its residual starts at zero, as the head's does. `picture`: it also
+        sees the stream's picture."""
         if self.mouth_head is None:
             raise ValueError("a mouth painter draws what the mouth head hears: add a head first")
-        online = dataclasses.replace(self.cfg.online, mouth_painter=int(width))
+        online = dataclasses.replace(
+            self.cfg.online, mouth_painter=int(width), mouth_painter_picture=bool(picture)
+        )
         self.cfg = dataclasses.replace(self.cfg, online=online)
-        self.mouth_painter = LPMMouthPainter(int(width))
+        self.mouth_painter = LPMMouthPainter(int(width), picture=bool(picture))
+
+    def show_painter_the_picture(self) -> None:
+        """Let this model's mouth painter see the stream's picture (`add_picture`), recorded
+        in new config objects."""
+        if self.mouth_painter is None:
+            raise ValueError("this model has no mouth painter")
+        self.mouth_painter.add_picture()
+        online = dataclasses.replace(self.cfg.online, mouth_painter_picture=True)
+        self.cfg = dataclasses.replace(self.cfg, online=online)
 
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with

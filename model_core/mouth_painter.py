@@ -18,10 +18,18 @@ at zero, so a model given a painter renders what it did until the painter is tra
 train mouth-painter`, model_core/train/objectives/mouth_painter.py).
 `OnlineConfig.mouth_painter` is its width; 0 (the default) builds none. It needs a mouth
 head, whose opening it draws.
+
+With `picture` (`OnlineConfig.mouth_painter_picture`) it also sees the stream's picture, the
+global reference as the VAE decodes it, head region beside head region: the Online model
+copies the character from that picture in place, and the picture is sharp where the frames
+are soft, so it tells the painter where this character's mouth is and what it looks like. A
+painter trained without it is given it by `add_picture`, which starts the picture's input
+weights at zero (the painter draws what it did until trained on).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,16 +49,17 @@ class LPMMouthPainter(nn.Module):
     """(frames (N, 3, H, W) in [-1, 1], opening (N,)) -> frames with the mouth opened that
     far (unclamped); only the head region (`head_region`) changes."""
 
-    def __init__(self, width: int = 16, embed: int = 32):
+    def __init__(self, width: int = 16, embed: int = 32, picture: bool = False):
         super().__init__()
         if width < 8 or width % 8:
             raise ValueError(f"mouth painter width must be a multiple of 8 (>= 8), got {width}")
         self.width = width
+        self.picture = picture
         w1, w2 = width, 2 * width
         self.embed = nn.Sequential(
             nn.Linear(1, embed), nn.SiLU(), nn.Linear(embed, embed), nn.SiLU()
         )
-        self.inp = nn.Conv2d(12, w1, 3, padding=1)  # 2 x 2 blocks of RGB
+        self.inp = nn.Conv2d(24 if picture else 12, w1, 3, padding=1)  # 2 x 2 blocks of RGB
         self.mid1 = nn.ModuleList(_FiLMBlock(w1, embed) for _ in range(2))
         self.down = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
         self.mid2 = nn.ModuleList(_FiLMBlock(w2, embed) for _ in range(2))
@@ -61,11 +70,30 @@ class LPMMouthPainter(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, frames: Tensor, opening: Tensor) -> Tensor:
+    def add_picture(self) -> None:
+        """Let a painter without the picture see it: the picture's input weights start at 0."""
+        if self.picture:
+            return
+        old = self.inp
+        self.inp = nn.Conv2d(24, old.out_channels, 3, padding=1)
+        with torch.no_grad():
+            self.inp.weight.zero_()
+            self.inp.weight[:, :12] = old.weight
+            self.inp.bias.copy_(old.bias)
+        self.picture = True
+
+    def forward(self, frames: Tensor, opening: Tensor, picture: Tensor | None = None) -> Tensor:
+        """`picture` (N or 1, 3, H, W) in [-1, 1]: each frame's (or every frame's) picture,
+        needed by a painter that sees one and ignored by one that does not."""
         rows, cols = head_region(*frames.shape[-2:])
-        x = frames[:, :, rows, cols]
+        x = F.pixel_unshuffle(frames[:, :, rows, cols], 2)
+        if self.picture:
+            if picture is None:
+                raise ValueError("this mouth painter sees the stream's picture: pass picture=")
+            pic = F.pixel_unshuffle(picture.to(frames)[:, :, rows, cols], 2)
+            x = torch.cat([x, pic.expand(x.shape[0], -1, -1, -1)], dim=1)
         e = self.embed(opening.to(frames).view(-1, 1))
-        h1 = self.inp(F.pixel_unshuffle(x, 2))
+        h1 = self.inp(x)
         for block in self.mid1:
             h1 = block(h1, e)
         h2 = self.down(F.gelu(h1))
@@ -77,9 +105,12 @@ class LPMMouthPainter(nn.Module):
         pad = (cols.start, frames.shape[-1] - cols.stop, rows.start, frames.shape[-2] - rows.stop)
         return frames + F.pad(delta, pad)
 
-    def paint(self, video: Tensor, opening: Tensor) -> Tensor:
-        """Video (B, 3, T, H, W) and the opening per frame (B, T) -> painted video, clamped."""
+    def paint(self, video: Tensor, opening: Tensor, picture: Tensor | None = None) -> Tensor:
+        """Video (B, 3, T, H, W), the opening per frame (B, T) and, for a painter that sees
+        it, the picture (B, 3, H, W) -> painted video, clamped."""
         b, c, t, h, w = video.shape
         frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        out = self(frames, opening.reshape(b * t))
+        if picture is not None:
+            picture = picture.to(video).repeat_interleave(t, dim=0) if b > 1 else picture
+        out = self(frames, opening.reshape(b * t), picture)
         return out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).clamp(-1.0, 1.0)

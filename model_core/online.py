@@ -122,6 +122,11 @@ class OnlineStream:
         # the head hears in this chunk's voice drawn into each decoded frame.
         self.mouth_painter = model.mouth_painter if mouth_painter else None
         self.picture = refs.global_latent
+        # A painter that sees the picture sees it as the VAE decodes it, as in its training.
+        self.painter_picture = None
+        if self.mouth_painter is not None and self.mouth_painter.picture:
+            with torch.no_grad():
+                self.painter_picture = model.vae.decode(self.picture)[:, :, 0]
         self.fps = cfg.video.fps
         self.frames_per_chunk = cfg.latent_frames_per_chunk
         self.seed = seed
@@ -265,7 +270,7 @@ class OnlineStream:
             raise RuntimeError(
                 f"mouth painter: {opening.shape[1]} openings for {video.shape[2]} frames"
             )
-        return self.mouth_painter.paint(video, opening)
+        return self.mouth_painter.paint(video, opening, self.painter_picture)
 
     def push(
         self,

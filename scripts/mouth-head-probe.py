@@ -61,7 +61,9 @@ def stream_both(pipe, runner, sample, seconds):
             video = headed.push(lat_h)
             drawn.append(frames_to_uint8(video))
             if painter is not None:
-                painted.append(frames_to_uint8(painter.paint(video, op.reshape(1, -1))))
+                painted.append(
+                    frames_to_uint8(painter.paint(video, op.reshape(1, -1), stream.painter_picture))
+                )
         opening.append(op[0].flatten().numpy())
         stream.index += 1
     paint = np.concatenate(painted) if painted else None

@@ -111,14 +111,50 @@ def read_openings(reader: LPMMouthReader, frames: Tensor, boxes: Tensor) -> Tens
     return out.reshape(boxes.shape[:2])
 
 
-def reader_error(reader: LPMMouthReader, frames: Tensor, boxes: Tensor, target: Tensor) -> Tensor:
+def reader_error(
+    reader: LPMMouthReader,
+    frames: Tensor,
+    boxes: Tensor,
+    target: Tensor,
+    jitter: float = 0.0,
+    soften: float = 0.0,
+) -> Tensor:
     """A frozen reader's squared error on decoded frames (B, 3, T, H, W) given each frame's
     pixel mouth region (B, T, 4) and ground-truth opening (B, T), over the frames that have
-    both (0 with the graph kept when none has)."""
+    both (0 with the graph kept when none has). `jitter` and `soften` read each frame through
+    `perturb_reading` first."""
     picked, picked_boxes, ok = _frames_to_read(frames, boxes, ~target.isnan())
     if not bool(ok.any()):
         return frames.sum() * 0.0
+    if jitter > 0 or soften > 0:
+        picked, picked_boxes = perturb_reading(picked, picked_boxes, jitter, soften)
     return F.mse_loss(reader(picked, picked_boxes), target.reshape(-1)[ok].to(frames.dtype))
+
+
+def perturb_reading(
+    frames: Tensor, boxes: Tensor, jitter: float, soften: float
+) -> tuple[Tensor, Tensor]:
+    """Frames (N, 3, H, W) and mouth regions (N, 4) as a differently placed, sharper or softer
+    look would read them: each region moved by up to `jitter` pixels each way and scaled by up
+    to `jitter`/16 about its centre, and each frame softened (`_soften`) with probability
+    `soften` (the global RNG draws both).
+
+    A student trained against one frozen reader can learn the reader's blind spots instead of
+    a mouth: textures and stripes placed where its crop samples that it reads as open. Reading
+    through random placements and blur (an expectation over transformations) leaves only what
+    survives them, a shape the size of a mouth, to gain from."""
+    n = frames.shape[0]
+    if jitter > 0:
+        shift = (torch.rand(n, 2) * 2 - 1) * jitter
+        scale = 1 + (torch.rand(n, 1) * 2 - 1) * (jitter / 16)
+        b = boxes.float()
+        centre = (b[:, :2] + b[:, 2:]) / 2 + shift
+        half = (b[:, 2:] - b[:, :2]) / 2 * scale
+        boxes = torch.cat([centre - half, centre + half], dim=1).to(boxes.dtype)
+    if soften > 0:
+        blur = (torch.rand(n) < soften).to(frames.dtype).view(n, 1, 1, 1)
+        frames = blur * _soften(frames) + (1 - blur) * frames
+    return frames, boxes
 
 
 def _soften(x: Tensor) -> Tensor:

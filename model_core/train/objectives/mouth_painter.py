@@ -31,6 +31,21 @@ Online model copies the character from the picture), plus `outside` x the change
 The openings are random, so nothing about a pooled clip tells the painter its answer: it must
 draw what it is told. It needs `mouth_read` and the reader.
 
+A painter scored by one frozen reader can learn the reader's blind spots instead of a mouth
+(the shipped run 4 did: its painted mouths read 10x nearer the footage's opening than the
+input's, while their pixels moved further from the footage's mouth than the input's, and its
+frames show stripes and speckle where the mouth box lies). `read_jitter` J reads every
+painted frame through a mouth region moved by up to J pixels and rescaled, and `read_soften`
+P softens a share P of them first (`perturb_reading` in model_core/train/mouth_reader.py),
+so only what survives a different placement and blur, a shape the size of a mouth, scores.
+`smooth` W adds W x the mean high-frequency part of the painter's change in the head region
+(the change less its 3 x 3 local mean): stripes and checker speckle cost, a soft shape hardly.
+
+Option `show_picture` (true/false) shows the painter the picture as serving does
+(`OnlineConfig.mouth_painter_picture`): the clip's first frame through the frozen VAE, for
+footage and pooled Online clips alike; a painter trained without it is given it with its
+picture weights at zero.
+
 Only the painter trains. A model without one is given one of `width` (default 16) channels; it needs a mouth
 head.
 """
@@ -40,11 +55,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from model_core.mouth_painter import head_region
 from model_core.train.data import mouth_cover
 from model_core.train.objectives import Objective
 from model_core.train.objectives.mouth_head import neutral_mouth
 from model_core.train.objectives.vae import weighted_mean
 from model_core.train.objectives.vae_decoder import latent_mouth_mask
+
+
+def high_frequency(change: torch.Tensor) -> torch.Tensor:
+    """Mean absolute high-frequency part of a change to frames (N, 3, H, W) over the painter's
+    head region: the change less its 3 x 3 local mean."""
+    rows, cols = head_region(*change.shape[-2:])
+    d = change[:, :, rows, cols]
+    return (d - F.avg_pool2d(d, 3, stride=1, padding=1, count_include_pad=False)).abs().mean()
 
 
 class MouthPainterObjective(Objective):
@@ -79,6 +103,13 @@ class MouthPainterObjective(Objective):
             )
         if self.online_frames < 1 or self.online_max <= 0:
             raise ValueError("mouth-painter needs online_frames >= 1 and online_max > 0")
+        self.read_jitter = self.option("read_jitter", 0.0)
+        self.read_soften = self.option("read_soften", 0.0)
+        self.smooth = self.option("smooth", 0.0)
+        if self.read_jitter < 0 or not 0 <= self.read_soften <= 1 or self.smooth < 0:
+            raise ValueError(
+                "mouth-painter needs read_jitter >= 0, 0 <= read_soften <= 1 and smooth >= 0"
+            )
         if self.p_online > 0 and self.w_mouth_read <= 0:
             raise ValueError(
                 "mouth-painter online needs mouth_read > 0 and mouth_reader=PATH: the Online "
@@ -94,9 +125,16 @@ class MouthPainterObjective(Objective):
                 "mouth-painter draws the opening the mouth head hears: start from a checkpoint "
                 "with a trained mouth head (stage mouth-head)"
             )
+        show = self.options.get("show_picture", False)
+        if not isinstance(show, bool):
+            raise ValueError(f"mouth-painter show_picture must be true or false, got {show!r}")
         if model.mouth_painter is None:
-            model.enable_mouth_painter(self.width)
+            model.enable_mouth_painter(self.width, show)
             self.cfg = model.cfg
+        elif show and not model.mouth_painter.picture:
+            model.show_painter_the_picture()
+            self.cfg = model.cfg
+        self.shows_picture = model.mouth_painter.picture
 
     @property
     def data_kind(self) -> str:  # the Online model's stream hears the clip's voice
@@ -117,8 +155,15 @@ class MouthPainterObjective(Objective):
     def inputs(self, video: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
         """Footage clips (B, 3, T, H, W) -> the same clips decoded with the mouth's timing
         taken out of their latents (see the module's docstring)."""
+        return self._inputs(video, mouth)[0]
+
+    @torch.no_grad()
+    def _inputs(self, video: torch.Tensor, mouth: torch.Tensor):
+        """(`inputs`, and the pictures (B, 3, H, W): each clip's first frame as the VAE
+        decodes it alone, or None where the painter does not see one)."""
         vae = self.model.vae
         z = vae.encode(video)
+        picture = vae.decode(z[:, :, :1])[:, :, 0] if self.shows_picture else None
         cover = mouth_cover(mouth, video.shape[-2:])
         cells = latent_mouth_mask(cover, z.shape[-2:]).float()
         rest = neutral_mouth(z[:, :, 1:], cells)
@@ -126,13 +171,14 @@ class MouthPainterObjective(Objective):
         if self.noise > 0:
             sigma = self.noise * torch.rand(z.shape[0], 1, 1, 1, 1)
             z = z + sigma * torch.randn_like(z)
-        return vae.decode(z)
+        return vae.decode(z), picture
 
     @torch.no_grad()
     def stream_clip(self, video: torch.Tensor, pcm: torch.Tensor | None, seed: int):
         """One second of the Online model streaming a clip (3, T, H, W): its first frame the
         picture, its voice (PCM, padded with silence before to one second) the speaking
-        track, nobody on the other; (24, 3, H, W) frames in [-1, 1], before any painter."""
+        track, nobody on the other; (24, 3, H, W) frames in [-1, 1], before any painter, and
+        the picture (3, H, W) as a painter that sees it is shown it (None otherwise)."""
         from model_core.pipeline import LPMPipeline, ReferenceImages
 
         if self._pipe is None:
@@ -146,7 +192,8 @@ class MouthPainterObjective(Objective):
         refs = ReferenceImages(picture.to(torch.uint8).numpy())
         stream = self._pipe.start_stream(refs, seed=seed, mouth_painter=False)
         frames = stream.push(speak.numpy(), torch.zeros(sr).numpy()).frames
-        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        shown = self.model.vae.decode(stream.picture)[0, :, 0] if self.shows_picture else None
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1, shown
 
     def refresh_pool(self, batch) -> None:
         """Stream the batch's clips into the pool while it fills, then one clip every
@@ -157,8 +204,8 @@ class MouthPainterObjective(Objective):
             return
         for i in range(1 if full else batch.video.shape[0]):
             pcm = batch.pcm[i] if batch.pcm is not None else None
-            frames = self.stream_clip(batch.video[i], pcm, seed=self._steps * 31 + i)
-            entry = (frames.half(), batch.mouth[i, 0].clone())
+            frames, shown = self.stream_clip(batch.video[i], pcm, seed=self._steps * 31 + i)
+            entry = (frames.half(), batch.mouth[i, 0].clone(), shown)
             if len(self.pool) < self.pool_size:
                 self.pool.append(entry)
             else:
@@ -170,17 +217,21 @@ class MouthPainterObjective(Objective):
         from model_core.train.mouth_reader import reader_error
 
         picks = torch.randint(len(self.pool), (b,)).tolist()
-        frames, boxes = [], []
+        frames, boxes, shown = [], [], []
         for p in picks:
-            clip, box = self.pool[p]
+            clip, box, pic = self.pool[p]
             idx = torch.randperm(clip.shape[0])[: self.online_frames]
             frames.append(clip[idx].float())
             boxes.append(box.expand(len(idx), 4))
+            if pic is not None:
+                shown.append(pic[None].expand(len(idx), -1, -1, -1))
         x_in, boxes = torch.cat(frames), torch.cat(boxes)
         target = self.online_max * torch.rand(x_in.shape[0])
-        painted = self.model.mouth_painter(x_in, target)
+        painted = self.model.mouth_painter(x_in, target, torch.cat(shown) if shown else None)
         video = painted.permute(1, 0, 2, 3)[None]  # (1, 3, N, H, W): one clip of N frames
-        read = reader_error(self.mouth_reader, video, boxes[None], target[None])
+        read = reader_error(
+            self.mouth_reader, video, boxes[None], target[None], self.read_jitter, self.read_soften
+        )
         with torch.no_grad():
             before = reader_error(
                 self.mouth_reader, x_in.permute(1, 0, 2, 3)[None], boxes[None], target[None]
@@ -189,11 +240,13 @@ class MouthPainterObjective(Objective):
             k = 2 * self.grow + 1
             region = F.max_pool2d(region, k, stride=1, padding=self.grow)
         change = weighted_mean((painted - x_in).abs(), 1 - region)
-        loss = self.w_mouth_read * read + self.outside * change
+        rough = high_frequency(painted - x_in)
+        loss = self.w_mouth_read * read + self.outside * change + self.smooth * rough
         return loss, {
             "online_read_mse": read.item(),
             "online_input_read_mse": float(before),
             "online_change": change.item(),
+            "online_rough": rough.item(),
         }
 
     def step(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -205,12 +258,15 @@ class MouthPainterObjective(Objective):
         self._require_mouth(mouth)
         if opening is None:
             raise ValueError("mouth-painter needs the footage's mouth openings")
-        x_in = self.inputs(video, mouth)[:, :, 1:]
+        x_in, picture = self._inputs(video, mouth)
+        x_in = x_in[:, :, 1:]
         video, mouth, opening = video[:, :, 1:], mouth[:, 1:], opening[:, 1:]
         known = ~opening.isnan()
         b, c, t, h, w = video.shape
         frames = x_in.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        painted = self.model.mouth_painter(frames, torch.nan_to_num(opening).reshape(-1))
+        if picture is not None:
+            picture = picture.repeat_interleave(t, dim=0)
+        painted = self.model.mouth_painter(frames, torch.nan_to_num(opening).reshape(-1), picture)
         painted = painted.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
         with torch.no_grad():
             region = mouth_cover(mouth, (h, w))
@@ -220,18 +276,22 @@ class MouthPainterObjective(Objective):
         err = (painted - video).abs()
         mouth_l1 = weighted_mean(err, region * use)
         change = weighted_mean((painted - x_in).abs(), (1 - region) * use)
-        loss = mouth_l1 + self.outside * change
+        rough = high_frequency((painted - x_in).transpose(1, 2).reshape(b * t, c, h, w))
+        loss = mouth_l1 + self.outside * change + self.smooth * rough
         with torch.no_grad():
             before = weighted_mean((x_in - video).abs(), region * use)
         metrics = {
             "mouth_l1": mouth_l1.item(),
             "input_mouth_l1": float(before),
             "outside_change": change.item(),
+            "rough": rough.item(),
         }
         if self.w_mouth_read > 0:
             from model_core.train.mouth_reader import reader_error
 
-            read = reader_error(self.mouth_reader, painted, mouth, opening)
+            read = reader_error(
+                self.mouth_reader, painted, mouth, opening, self.read_jitter, self.read_soften
+            )
             with torch.no_grad():
                 read_before = reader_error(self.mouth_reader, x_in, mouth, opening)
             loss = loss + self.w_mouth_read * read

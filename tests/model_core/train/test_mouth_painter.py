@@ -13,6 +13,7 @@ from model_core.pipeline import LPMPipeline
 from model_core.train.config import TrainConfig
 from model_core.train.loop import Trainer
 from model_core.train.objectives import make_objective
+from model_core.train.objectives.mouth_painter import high_frequency
 from tests.model_core.train.conftest import first_chunk
 
 
@@ -73,6 +74,9 @@ def _train_config(tmp_path, options, steps=30):
         ({"frames": 10}, "frames must be 1 \\+ a multiple of 4"),
         ({"outside": -1.0}, "outside >= 0"),
         ({"noise": -0.1}, "noise >= 0"),
+        ({"read_jitter": -1.0}, "read_jitter >= 0"),
+        ({"read_soften": 1.5}, "0 <= read_soften <= 1"),
+        ({"smooth": -1.0}, "smooth >= 0"),
     ],
 )
 def test_the_stage_refuses_bad_options(micro_cfg, options, message):
@@ -116,19 +120,22 @@ def test_the_stage_trains_the_painter_alone_and_its_checkpoint_serves_it(
     assert not np.array_equal(painted.frames, plain.frames)
 
 
+@pytest.mark.parametrize("show_picture", [False, True])
 def test_online_steps_paint_the_online_model_s_own_frames_to_random_openings(
-    tmp_path, micro_cfg, micro_source, reader_path
+    tmp_path, micro_cfg, micro_source, reader_path, show_picture
 ):
     """`online`: the pool fills with the Online model's streamed clips, one is replaced every
     `online_refresh` steps after that, and the frozen reader's error on the painted frames
     against the openings they were told falls as the painter trains."""
     options = {"online": 1.0, "online_pool": 4, "online_refresh": 2, "mouth_read": 1.0}
+    options |= {"show_picture": show_picture}
     tc = _train_config(tmp_path, {**options, "mouth_reader": reader_path}, steps=40)
     trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
     assert trainer.objective.data_kind == "frames+audio"
     logs = [trainer.train_step() for _ in range(2)]
     pool = trainer.objective.pool
     assert len(pool) == 4 and pool[0][0].shape == (24, 3, 32, 32)
+    assert (pool[0][2] is not None) == show_picture  # the picture it was streamed from
     first = pool[0][0].clone()
     logs += [trainer.train_step() for _ in range(38)]
     assert not torch.equal(pool[0][0], first)  # refreshed in place of the oldest
@@ -140,3 +147,70 @@ def test_online_steps_paint_the_online_model_s_own_frames_to_random_openings(
 def test_online_steps_need_the_drawn_mouth_loss(micro_cfg):
     with pytest.raises(ValueError, match="online needs mouth_read > 0"):
         make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"online": 0.5})
+
+
+def test_roughness_is_the_change_s_high_frequency_part_in_the_head_region():
+    flat = torch.full((2, 3, 64, 64), 0.3)
+    assert high_frequency(flat).item() < 1e-6  # a uniform change has none
+    stripes = torch.zeros(2, 3, 64, 64)
+    stripes[:, :, ::2] = 0.3
+    assert high_frequency(stripes).item() > 0.1
+    below = torch.zeros(2, 3, 64, 64)
+    below[:, :, 48:, :] = stripes[:, :, 48:, :]  # under the head region: not the painter's
+    assert high_frequency(below).item() == 0.0
+
+
+def test_smooth_keeps_the_painted_change_soft(tmp_path, micro_cfg, micro_source):
+    """The same micro run with and without `smooth`: the penalty leaves a change with less
+    high-frequency texture."""
+
+    def rough(smooth):
+        torch.manual_seed(0)
+        tc = _train_config(tmp_path / str(smooth), {"smooth": smooth}, steps=30)
+        trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
+        logs = [trainer.train_step() for _ in range(30)]
+        assert all("rough" in m for m in logs)
+        return sum(m["rough"] for m in logs[-10:]) / 10
+
+    free, smoothed = rough(0.0), rough(20.0)
+    assert free > 0 and smoothed < 0.7 * free, (free, smoothed)
+
+
+def test_a_painter_shown_the_picture_draws_what_it_did_until_trained():
+    torch.manual_seed(0)
+    painter = LPMMouthPainter(8)
+    torch.nn.init.normal_(painter.out.weight, std=0.1)
+    x, pic = _frames(2, side=64), _frames(1, side=64, seed=1)
+    before = painter(x, torch.tensor([0.2, 0.9]))
+    painter.add_picture()
+    assert painter.picture and painter.inp.in_channels == 24
+    assert torch.allclose(painter(x, torch.tensor([0.2, 0.9]), pic), before, atol=1e-6)
+    torch.nn.init.normal_(painter.inp.weight, std=0.1)  # as if trained: the picture counts
+    other = _frames(1, side=64, seed=2)
+    assert not torch.allclose(
+        painter(x, torch.tensor([0.2, 0.9]), pic), painter(x, torch.tensor([0.2, 0.9]), other)
+    )
+    with pytest.raises(ValueError, match="pass picture="):
+        painter(x, torch.tensor([0.2, 0.9]))
+
+
+def test_the_stage_shows_the_painter_the_picture_and_serving_shows_it_too(
+    tmp_path, micro_cfg, micro_source
+):
+    with pytest.raises(ValueError, match="show_picture must be true or false"):
+        make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"show_picture": "yes"})
+    tc = _train_config(tmp_path, {"show_picture": True}, steps=12)
+    trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
+    assert trainer.cfg.online.mouth_painter_picture and trainer.model.mouth_painter.picture
+    logs = [trainer.train_step() for _ in range(12)]
+    assert all(np.isfinite(m["mouth_l1"]) for m in logs)
+    picture_weights = trainer.model.mouth_painter.inp.weight[:, 12:]
+    assert picture_weights.abs().sum() > 0  # the picture's input weights learned
+    final = trainer.run()["final"]
+    cfg, _, _ = read_checkpoint(final)
+    assert cfg.online.mouth_painter_picture
+    pipe = LPMPipeline.load(final, with_base=False)
+    assert pipe.model.mouth_painter.picture
+    painted, plain = first_chunk(pipe), first_chunk(pipe, mouth_painter=False)
+    assert painted.frames.shape == plain.frames.shape
+    assert not np.array_equal(painted.frames, plain.frames)

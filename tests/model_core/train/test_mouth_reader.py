@@ -11,6 +11,8 @@ from model_core.train.mouth_reader import (
     PATCH,
     LPMMouthReader,
     crop_mouths,
+    perturb_reading,
+    reader_error,
     train_mouth_reader,
 )
 
@@ -124,3 +126,38 @@ def test_mouth_read_loss_reaches_the_audio_path(tmp_path, micro_cfg, micro_sourc
     for k, v in trainer.objective.reader.state_dict().items():
         assert torch.equal(v, reader_before[k])
     assert not any("reader" in k for k in trainer.model.state_dict())
+
+
+def test_perturbed_reading_moves_scales_and_softens_within_its_bounds():
+    torch.manual_seed(0)
+    frames = (torch.rand(64, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    boxes = torch.tensor([[8.0, 16.0, 24.0, 24.0]]).expand(64, 4)
+    same_frames, same_boxes = perturb_reading(frames, boxes, 0.0, 0.0)
+    assert same_frames is frames and torch.equal(same_boxes, boxes)
+    moved_frames, moved = perturb_reading(frames, boxes, 2.0, 0.0)
+    assert torch.equal(moved_frames, frames)
+    centre = (moved[:, :2] + moved[:, 2:]) / 2 - torch.tensor([16.0, 20.0])
+    size = (moved[:, 2:] - moved[:, :2]) / torch.tensor([16.0, 8.0])
+    assert centre.abs().max() <= 2.0 and centre.abs().max() > 1.0  # moved, by up to 2 px
+    assert size.min() >= 1 - 2 / 16 - 1e-6 and size.max() <= 1 + 2 / 16 + 1e-6
+    assert torch.allclose(size[:, 0], size[:, 1])  # the same scale both ways
+    soft, _ = perturb_reading(frames, boxes, 0.0, 1.0)
+    # softened: half resolution and back takes most of the per-pixel noise out
+    assert (soft[:, :, 1:] - soft[:, :, :-1]).abs().mean() < 0.6 * (
+        frames[:, :, 1:] - frames[:, :, :-1]
+    ).abs().mean()
+    soft.sum().backward()
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+
+
+def test_reader_error_reads_through_the_perturbation():
+    torch.manual_seed(0)
+    reader = LPMMouthReader(8).eval()
+    video = torch.rand(1, 3, 6, 32, 32) * 2 - 1
+    boxes = torch.tensor([8.0, 16.0, 24.0, 24.0]).expand(1, 6, 4)
+    target = torch.full((1, 6), 0.5)
+    plain = reader_error(reader, video, boxes, target)
+    assert torch.equal(plain, reader_error(reader, video, boxes, target))
+    torch.manual_seed(1)
+    shaken = reader_error(reader, video, boxes, target, jitter=3.0, soften=0.5)
+    assert torch.isfinite(shaken) and not torch.equal(shaken, plain)
