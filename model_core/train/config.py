@@ -110,14 +110,22 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
     ),
     # the head's reading of the voice drawn into the decoded frames
     # (model_core/mouth_painter.py): footage clips with the mouth's timing taken out, and half
-    # the steps the Online model's own frames painted to random openings (the shipped
-    # painter's last run; its first two had mouth_read 1 then 4 without `online`)
+    # the steps the Online model's own frames painted to random openings, read through a
+    # shaken reader and with the change kept soft (the shipped painter's last run; its first
+    # two had mouth_read 1 then 4 without `online`, the next two no shaking or `smooth`)
     "mouth-painter": dict(
         steps=2400,
         batch=2,
         lr=1e-3,
         ema=0.99,
-        options={"mouth_read": 4.0, "online": 0.5, "outside": 1.0},
+        options={
+            "mouth_read": 4.0,
+            "online": 0.5,
+            "outside": 1.0,
+            "read_jitter": 2.0,
+            "read_soften": 0.5,
+            "smooth": 4.0,
+        },
     ),
 }
 
