@@ -40,6 +40,9 @@ P softens a share P of them first (`perturb_reading` in model_core/train/mouth_r
 so only what survives a different placement and blur, a shape the size of a mouth, scores.
 `smooth` W adds W x the mean high-frequency part of the painter's change in the head region
 (the change less its 3 x 3 local mean): stripes and checker speckle cost, a soft shape hardly.
+`more_readers` (paths separated by commas; `lpm train mouth-reader --seed N` makes them) adds
+frozen readers beside `mouth_reader`, and the reader's error is their mean: a texture one
+reader misreads as open must fool all of them to pay.
 
 Option `show_picture` (true/false) shows the painter the picture as serving does
 (`OnlineConfig.mouth_painter_picture`): the clip's first frame through the frozen VAE, for
@@ -103,6 +106,21 @@ class MouthPainterObjective(Objective):
             )
         if self.online_frames < 1 or self.online_max <= 0:
             raise ValueError("mouth-painter needs online_frames >= 1 and online_max > 0")
+        self.readers = []
+        if self.w_mouth_read > 0:
+            from model_core.train.mouth_reader import LPMMouthReader
+
+            self.readers = [self.mouth_reader]
+            for path in str(self.option("more_readers", "")).split(","):
+                if path.strip():
+                    try:
+                        self.readers.append(LPMMouthReader.load(path.strip()))
+                    except Exception as e:  # a missing file, or not a reader's weights
+                        raise ValueError(
+                            f"mouth-painter more_readers: cannot read {path.strip()}: {e}"
+                        ) from e
+        elif self.option("more_readers", ""):
+            raise ValueError("mouth-painter more_readers needs mouth_read > 0")
         self.read_jitter = self.option("read_jitter", 0.0)
         self.read_soften = self.option("read_soften", 0.0)
         self.smooth = self.option("smooth", 0.0)
@@ -135,6 +153,17 @@ class MouthPainterObjective(Objective):
             model.show_painter_the_picture()
             self.cfg = model.cfg
         self.shows_picture = model.mouth_painter.picture
+
+    def read_error(self, video, boxes, target) -> torch.Tensor:
+        """The mean over the frozen readers of `reader_error`, read through `read_jitter` and
+        `read_soften`."""
+        from model_core.train.mouth_reader import reader_error
+
+        errors = [
+            reader_error(r, video, boxes, target, self.read_jitter, self.read_soften)
+            for r in self.readers
+        ]
+        return torch.stack(errors).mean()
 
     @property
     def data_kind(self) -> str:  # the Online model's stream hears the clip's voice
@@ -229,9 +258,7 @@ class MouthPainterObjective(Objective):
         target = self.online_max * torch.rand(x_in.shape[0])
         painted = self.model.mouth_painter(x_in, target, torch.cat(shown) if shown else None)
         video = painted.permute(1, 0, 2, 3)[None]  # (1, 3, N, H, W): one clip of N frames
-        read = reader_error(
-            self.mouth_reader, video, boxes[None], target[None], self.read_jitter, self.read_soften
-        )
+        read = self.read_error(video, boxes[None], target[None])
         with torch.no_grad():
             before = reader_error(
                 self.mouth_reader, x_in.permute(1, 0, 2, 3)[None], boxes[None], target[None]
@@ -289,9 +316,7 @@ class MouthPainterObjective(Objective):
         if self.w_mouth_read > 0:
             from model_core.train.mouth_reader import reader_error
 
-            read = reader_error(
-                self.mouth_reader, painted, mouth, opening, self.read_jitter, self.read_soften
-            )
+            read = self.read_error(painted, mouth, opening)
             with torch.no_grad():
                 read_before = reader_error(self.mouth_reader, x_in, mouth, opening)
             loss = loss + self.w_mouth_read * read

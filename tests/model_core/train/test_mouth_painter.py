@@ -214,3 +214,28 @@ def test_the_stage_shows_the_painter_the_picture_and_serving_shows_it_too(
     painted, plain = first_chunk(pipe), first_chunk(pipe, mouth_painter=False)
     assert painted.frames.shape == plain.frames.shape
     assert not np.array_equal(painted.frames, plain.frames)
+
+
+def test_more_readers_average_the_reader_error(tmp_path, micro_cfg, reader_path):
+    from model_core.train.mouth_reader import LPMMouthReader, reader_error
+
+    torch.manual_seed(0)
+    other = tmp_path / "other.safetensors"
+    LPMMouthReader(8).save(other)
+    model = LPMModel(_headed(micro_cfg))
+    options = {"mouth_read": 1.0, "mouth_reader": reader_path, "more_readers": str(other)}
+    objective = make_objective("mouth-painter", model, options)
+    assert len(objective.readers) == 2
+    video = torch.rand(1, 3, 4, 32, 32) * 2 - 1
+    boxes = torch.tensor([8.0, 16.0, 24.0, 24.0]).expand(1, 4, 4)
+    target = torch.full((1, 4), 0.4)
+    each = [reader_error(r, video, boxes, target) for r in objective.readers]
+    assert each[0] != each[1]
+    assert torch.allclose(objective.read_error(video, boxes, target), (each[0] + each[1]) / 2)
+    with pytest.raises(ValueError, match="cannot read .*missing.safetensors"):
+        make_objective(
+            "mouth-painter", LPMModel(_headed(micro_cfg)),
+            options | {"more_readers": str(tmp_path / "missing.safetensors")},
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="more_readers needs mouth_read > 0"):
+        make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"more_readers": str(other)})
