@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"  note: the shipped '{config.name}' model was trained for about 5.7 h on 2 CPU "
             "cores (docs/training.md): expect a soft copy of the portrait (head, hair and "
-            "clothes where the picture has them, blurred) whose mouth, redrawn after the "
-            "decoder by the mouth painter, opens and closes with its voice; its measured "
-            "quality is in the README (LPM-Bench-mini)."
+            "clothes where the picture has them, blurred) whose lower face the mouth "
+            "painter darkens in time with its voice (no drawn mouth shape yet); its "
+            "measured quality is in the README (LPM-Bench-mini)."
         )
     if not args.checkpoint:
         print(
