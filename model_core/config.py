@@ -139,6 +139,11 @@ class OnlineConfig:
     # Whether the mouth painter also sees the stream's picture (the decoded global reference)
     # to find the character's mouth (set by the `mouth-painter` stage's `picture` option).
     mouth_painter_picture: bool = False
+    # The painter is told this many times the opening the mouth head hears. Its drawn opening
+    # hardly moves below a told 0.25 (`scripts/painter-gain.py`'s response curve), so a gain
+    # over 1 carries more of what the head hears into what it draws; set by the
+    # `mouth-painter` stage's `serve_gain` option, chosen on validation samples.
+    mouth_painter_gain: float = 1.0
 
 
 @dataclass

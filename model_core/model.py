@@ -80,6 +80,16 @@ class LPMModel(nn.Module):
         online = dataclasses.replace(self.cfg.online, mouth_painter_picture=True)
         self.cfg = dataclasses.replace(self.cfg, online=online)
 
+    def set_painter_gain(self, gain: float) -> None:
+        """Tell this model's mouth painter `gain` x the opening the mouth head hears
+        (`OnlineConfig.mouth_painter_gain`), recorded in new config objects."""
+        if self.mouth_painter is None:
+            raise ValueError("this model has no mouth painter")
+        if not gain > 0:
+            raise ValueError(f"mouth painter gain must be > 0, got {gain!r}")
+        online = dataclasses.replace(self.cfg.online, mouth_painter_gain=float(gain))
+        self.cfg = dataclasses.replace(self.cfg, online=online)
+
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
         new config objects (the one the model was built from may be shared). No weights

@@ -263,9 +263,11 @@ class OnlineStream:
     @torch.no_grad()
     def paint(self, video: torch.Tensor, audio: ChunkAudio) -> torch.Tensor:
         """The mouth painter on a decoded chunk (1, 3, T, H, W): each frame's mouth opened as
-        far as the mouth head hears in the voice of that frame."""
+        far as the mouth head hears in the voice of that frame, times the config's
+        `mouth_painter_gain`."""
         aud = self._audio_inputs(audio)
         opening = self.model.mouth_head.opening(aud.speak, aud.frame_span).reshape(1, -1)
+        opening = opening * self.model.cfg.online.mouth_painter_gain
         if opening.shape[1] != video.shape[2]:
             raise RuntimeError(
                 f"mouth painter: {opening.shape[1]} openings for {video.shape[2]} frames"

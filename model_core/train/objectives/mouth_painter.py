@@ -38,6 +38,9 @@ frames show stripes and speckle where the mouth box lies). `read_jitter` J reads
 painted frame through a mouth region moved by up to J pixels and rescaled, and `read_soften`
 P softens a share P of them first (`perturb_reading` in model_core/train/mouth_reader.py),
 so only what survives a different placement and blur, a shape the size of a mouth, scores.
+`inside` W (default 0) adds W x the painter's mean change inside the grown mouth region on the
+Online steps, where only the reader scores it: of the edits that read as far open, the smallest
+costs least, so it pays to draw where the mouth is rather than to darken the whole lower face.
 `smooth` W adds W x the mean high-frequency part of the painter's change in the head region
 (the change less its 3 x 3 local mean): stripes and checker speckle cost, a soft shape hardly.
 `more_readers` (paths separated by commas; `lpm train mouth-reader --seed N` makes them) adds
@@ -48,6 +51,10 @@ Option `show_picture` (true/false) shows the painter the picture as serving does
 (`OnlineConfig.mouth_painter_picture`): the clip's first frame through the frozen VAE, for
 footage and pooled Online clips alike; a painter trained without it is given it with its
 picture weights at zero.
+
+Option `serve_gain` G records in the checkpoint that serving tells the painter G x the opening
+the mouth head hears (`OnlineConfig.mouth_painter_gain`; training always tells it the opening
+given). `scripts/painter-gain.py` measures lip sync per gain on validation samples.
 
 Only the painter trains. A model without one is given one of `width` (default 16) channels; it needs a mouth
 head.
@@ -124,10 +131,13 @@ class MouthPainterObjective(Objective):
         self.read_jitter = self.option("read_jitter", 0.0)
         self.read_soften = self.option("read_soften", 0.0)
         self.smooth = self.option("smooth", 0.0)
+        self.inside = self.option("inside", 0.0)
         if self.read_jitter < 0 or not 0 <= self.read_soften <= 1 or self.smooth < 0:
             raise ValueError(
                 "mouth-painter needs read_jitter >= 0, 0 <= read_soften <= 1 and smooth >= 0"
             )
+        if self.inside < 0:
+            raise ValueError("mouth-painter needs inside >= 0")
         if self.p_online > 0 and self.w_mouth_read <= 0:
             raise ValueError(
                 "mouth-painter online needs mouth_read > 0 and mouth_reader=PATH: the Online "
@@ -153,6 +163,13 @@ class MouthPainterObjective(Objective):
             model.show_painter_the_picture()
             self.cfg = model.cfg
         self.shows_picture = model.mouth_painter.picture
+        serve_gain = self.options.get("serve_gain")
+        if serve_gain is not None:
+            try:
+                model.set_painter_gain(float(serve_gain))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"mouth-painter serve_gain: {e}") from e
+            self.cfg = model.cfg
 
     def read_error(self, video, boxes, target) -> torch.Tensor:
         """The mean over the frozen readers of `reader_error`, read through `read_jitter` and
@@ -267,12 +284,15 @@ class MouthPainterObjective(Objective):
             k = 2 * self.grow + 1
             region = F.max_pool2d(region, k, stride=1, padding=self.grow)
         change = weighted_mean((painted - x_in).abs(), 1 - region)
+        within = weighted_mean((painted - x_in).abs(), region)
         rough = high_frequency(painted - x_in)
         loss = self.w_mouth_read * read + self.outside * change + self.smooth * rough
+        loss = loss + self.inside * within
         return loss, {
             "online_read_mse": read.item(),
             "online_input_read_mse": float(before),
             "online_change": change.item(),
+            "online_inside_change": within.item(),
             "online_rough": rough.item(),
         }
 

@@ -77,6 +77,7 @@ def _train_config(tmp_path, options, steps=30):
         ({"read_jitter": -1.0}, "read_jitter >= 0"),
         ({"read_soften": 1.5}, "0 <= read_soften <= 1"),
         ({"smooth": -1.0}, "smooth >= 0"),
+        ({"inside": -0.5}, "inside >= 0"),
     ],
 )
 def test_the_stage_refuses_bad_options(micro_cfg, options, message):
@@ -176,6 +177,25 @@ def test_smooth_keeps_the_painted_change_soft(tmp_path, micro_cfg, micro_source)
     assert free > 0 and smoothed < 0.7 * free, (free, smoothed)
 
 
+def test_inside_keeps_the_online_steps_change_in_the_mouth_region_small(
+    tmp_path, micro_cfg, micro_source, reader_path
+):
+    """The same micro run of Online steps with and without `inside`: the penalty leaves a
+    smaller change inside the mouth region (the reader alone scores what is drawn there)."""
+
+    def within(inside):
+        torch.manual_seed(0)
+        options = {"online": 1.0, "online_pool": 2, "mouth_read": 1.0, "inside": inside}
+        tc = _train_config(tmp_path / str(inside), options | {"mouth_reader": reader_path}, 24)
+        trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
+        logs = [trainer.train_step() for _ in range(24)]
+        assert all("online_inside_change" in m for m in logs)
+        return sum(m["online_inside_change"] for m in logs[-8:]) / 8
+
+    free, kept = within(0.0), within(50.0)
+    assert free > 0 and kept < 0.7 * free, (free, kept)
+
+
 def test_a_painter_shown_the_picture_draws_what_it_did_until_trained():
     torch.manual_seed(0)
     painter = LPMMouthPainter(8)
@@ -239,3 +259,35 @@ def test_more_readers_average_the_reader_error(tmp_path, micro_cfg, reader_path)
         )  # fmt: skip
     with pytest.raises(ValueError, match="more_readers needs mouth_read > 0"):
         make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"more_readers": str(other)})
+
+
+def test_serve_gain_is_recorded_and_serving_tells_the_painter_that_many_times_the_heard_opening(
+    tmp_path, micro_cfg
+):
+    from model_core.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = LPMModel(_headed(micro_cfg))
+    for bad in ("loud", -1.0, 0.0):
+        with pytest.raises(ValueError, match="serve_gain"):
+            make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"serve_gain": bad})
+    objective = make_objective("mouth-painter", model, {"serve_gain": 2.0})
+    assert objective.cfg.online.mouth_painter_gain == 2.0 == model.cfg.online.mouth_painter_gain
+    torch.nn.init.normal_(model.mouth_painter.out.weight, std=0.1)  # as if trained
+    told = {}
+    for gain in (1.0, 2.0):
+        model.set_painter_gain(gain)
+        path = save_checkpoint(model, model.cfg, tmp_path / f"gain{gain:g}", version="test")
+        assert read_checkpoint(path)[0].online.mouth_painter_gain == gain
+        pipe = LPMPipeline.load(path, with_base=False)
+        painter, seen = pipe.model.mouth_painter, []
+        paint = painter.paint
+        painter.paint = lambda video, opening, picture=None: seen.append(opening) or paint(
+            video, opening, picture
+        )
+        told[gain] = (seen, first_chunk(pipe).frames)
+    (once,), (twice,) = told[1.0][0], told[2.0][0]
+    assert once.abs().sum() > 0 and torch.allclose(twice, 2 * once)
+    assert not np.array_equal(told[1.0][1], told[2.0][1])
+    with pytest.raises(ValueError, match="no mouth painter"):
+        LPMModel(_headed(micro_cfg)).set_painter_gain(1.5)
