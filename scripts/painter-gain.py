@@ -2,8 +2,8 @@
 and would telling it a scaled opening serve lip sync better?
 
 On validation samples (LPM-Bench-mini's scenario generator with a seed other than the bench's,
-so other held-out identities and other speech; speaking, dialogue, action and unseen kinds as
-the bench mixes them), it streams the Online model once per sample as serving does, keeps each
+so other held-out identities and other speech; every kind as the bench mixes them; listening samples
+count for identity only), it streams the Online model once per sample as serving does, keeps each
 chunk's decoded frames before the painter and the mouth head's opening per frame, then paints
 the same frames with the opening times each gain G. The bench's FaceProbe reads every version.
 Per gain it reports, averaged over the samples with speech (Pearson r, per sample):
@@ -11,7 +11,9 @@ Per gain it reports, averaged over the samples with speech (Pearson r, per sampl
 - `lip_sync`: the read mouth against the speech energy (the bench's figure);
 - `drawn_vs_told`: the read mouth against the opening told (how faithfully it draws);
 - `gain`: the read mouth's spread over the told opening's, on the speaking frames;
-- `identity_change`: the mean absolute change the painter makes to the head region.
+- `change`: the mean absolute change the painter makes to the head region;
+- `identity`: the bench's identity figure (the identity judge's best cosine similarity of each
+  frame to the sample's reference set, averaged), which the painter's edits of the face cost.
 
 And the painter's response curve: the FaceProbe's mean reading of frames painted at fixed
 openings 0, 0.25, ..., 1.5.
@@ -35,7 +37,9 @@ import sys
 import numpy as np
 import torch
 
+from model_core.bench.analysis import reference_embeddings
 from model_core.bench.judges import load_judges
+from model_core.bench.metrics.identity import frame_similarity
 from model_core.bench.metrics.lip_sync import lip_sync_score, pearson
 from model_core.bench.scenarios import ScenarioRenderer, scenario_specs
 from model_core.bench.systems import SystemRunner
@@ -127,7 +131,7 @@ def main() -> None:
         print(f"painter-gain: {a.checkpoint} has no mouth painter and head", file=sys.stderr)
         sys.exit(2)
     judges = load_judges(None, False)
-    specs = [s for s in scenario_specs(a.samples * 2, a.seconds, a.seed) if s.kind != "listening"]
+    specs = scenario_specs(a.samples, a.seconds, a.seed)
     renderer, runner = ScenarioRenderer(), SystemRunner("online", pipe)
     rows: dict[str, list[float]] = {}
     curve = np.zeros(len(FIXED))
@@ -138,12 +142,16 @@ def main() -> None:
         energy = sample.speech_energy[:t]
         speaking = np.asarray(sample.state[:t] == "speaking", bool)
         rows_r, cols_r = head_region(*video.shape[-2:])
+        ref_emb = reference_embeddings(judges, sample)
         figures = {}
         with torch.no_grad():
             for g, scale, offset in gains:
                 told = offset + scale * opening
                 painted = painter.paint(video, told.reshape(1, -1), picture)
-                read = judges.probe.predict(frames_to_uint8(painted))["mouth_open"]
+                frames = frames_to_uint8(painted)
+                read = judges.probe.predict(frames)["mouth_open"]
+                sim = frame_similarity(judges.embedder.embed(frames), ref_emb)
+                figures[f"identity@{g}"] = float(sim.mean())
                 ls = lip_sync_score(read, energy, speaking)
                 figures[f"lip_sync@{g}"] = np.nan if ls is None else ls
                 figures[f"drawn_vs_told@{g}"] = pearson(read, told.numpy())
@@ -154,7 +162,10 @@ def main() -> None:
                 )  # fmt: skip
                 d = (painted - video)[..., rows_r, cols_r].abs().mean()
                 figures[f"change@{g}"] = float(d)
-            plain = judges.probe.predict(frames_to_uint8(video))["mouth_open"]
+            unpainted = frames_to_uint8(video)
+            plain = judges.probe.predict(unpainted)["mouth_open"]
+            sim = frame_similarity(judges.embedder.embed(unpainted), ref_emb)
+            figures["identity_unpainted"] = float(sim.mean())
             ls = lip_sync_score(plain, energy, speaking)
             figures["lip_sync_unpainted"] = np.nan if ls is None else ls
             for i, o in enumerate(FIXED):
@@ -173,17 +184,18 @@ def main() -> None:
         "per_gain": {
             g: {
                 k: round(float(np.nanmean(rows[f"{k}@{g}"])), 4)
-                for k in ("lip_sync", "drawn_vs_told", "gain", "change")
+                for k in ("lip_sync", "drawn_vs_told", "gain", "change", "identity")
             }
             for g, _, _ in gains
         },
         "lip_sync_unpainted": round(float(np.nanmean(rows["lip_sync_unpainted"])), 4),
+        "identity_unpainted": round(float(np.mean(rows["identity_unpainted"])), 4),
         "response_curve": {f"{o:g}": round(float(c / n), 4) for o, c in zip(FIXED, curve)},
         # per sample, for paired comparisons between gains
         "per_sample": {
             k: [None if np.isnan(v) else round(float(v), 4) for v in vals]
             for k, vals in rows.items()
-            if k.startswith("lip_sync")
+            if k.startswith(("lip_sync", "identity"))
         },
         "kinds": [s.kind for s in specs[: a.samples]],
     }

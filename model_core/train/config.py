@@ -112,7 +112,8 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
     # (model_core/mouth_painter.py): footage clips with the mouth's timing taken out, and half
     # the steps the Online model's own frames painted to random openings, read through a
     # shaken reader and with the change kept soft (the shipped painter's last run; its first
-    # two had mouth_read 1 then 4 without `online`, the next two no shaking or `smooth`)
+    # two had mouth_read 1 then 4 without `online`, the next two no shaking or `smooth`);
+    # served at 1.15 x the heard opening (`serve_gain`, chosen on validation samples)
     "mouth-painter": dict(
         steps=2400,
         batch=2,
@@ -125,6 +126,7 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
             "read_jitter": 2.0,
             "read_soften": 0.5,
             "smooth": 4.0,
+            "serve_gain": 1.15,
         },
     ),
 }
