@@ -98,7 +98,7 @@ def set_gain(checkpoint: str, gain: float) -> None:
 
 
 def parse_gain(text: str) -> tuple[str, float, float]:
-    """"G" or "G+C" -> (the text, G, C): the painter is told C + G x the heard opening."""
+    """ "G" or "G+C" -> (the text, G, C): the painter is told C + G x the heard opening."""
     g, _, c = text.strip().partition("+")
     return text.strip(), float(g), float(c or 0.0)
 

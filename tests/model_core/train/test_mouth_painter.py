@@ -161,17 +161,22 @@ def test_roughness_is_the_change_s_high_frequency_part_in_the_head_region():
     assert high_frequency(below).item() == 0.0
 
 
+def _late_mean(out, micro_cfg, micro_source, options, metric, steps, last):
+    """A seeded micro run of the stage: the mean of `metric` over its `last` steps."""
+    torch.manual_seed(0)
+    trainer = Trainer(_train_config(out, options, steps), _headed(micro_cfg), source=micro_source)
+    logs = [trainer.train_step() for _ in range(steps)]
+    assert all(metric in m for m in logs)
+    return sum(m[metric] for m in logs[-last:]) / last
+
+
 def test_smooth_keeps_the_painted_change_soft(tmp_path, micro_cfg, micro_source):
     """The same micro run with and without `smooth`: the penalty leaves a change with less
     high-frequency texture."""
 
     def rough(smooth):
-        torch.manual_seed(0)
-        tc = _train_config(tmp_path / str(smooth), {"smooth": smooth}, steps=30)
-        trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
-        logs = [trainer.train_step() for _ in range(30)]
-        assert all("rough" in m for m in logs)
-        return sum(m["rough"] for m in logs[-10:]) / 10
+        return _late_mean(tmp_path / str(smooth), micro_cfg, micro_source, {"smooth": smooth},
+                          "rough", steps=30, last=10)  # fmt: skip
 
     free, smoothed = rough(0.0), rough(20.0)
     assert free > 0 and smoothed < 0.7 * free, (free, smoothed)
@@ -184,13 +189,10 @@ def test_inside_keeps_the_online_steps_change_in_the_mouth_region_small(
     smaller change inside the mouth region (the reader alone scores what is drawn there)."""
 
     def within(inside):
-        torch.manual_seed(0)
         options = {"online": 1.0, "online_pool": 2, "mouth_read": 1.0, "inside": inside}
-        tc = _train_config(tmp_path / str(inside), options | {"mouth_reader": reader_path}, 24)
-        trainer = Trainer(tc, _headed(micro_cfg), source=micro_source)
-        logs = [trainer.train_step() for _ in range(24)]
-        assert all("online_inside_change" in m for m in logs)
-        return sum(m["online_inside_change"] for m in logs[-8:]) / 8
+        options |= {"mouth_reader": reader_path}
+        return _late_mean(tmp_path / str(inside), micro_cfg, micro_source, options,
+                          "online_inside_change", steps=24, last=8)  # fmt: skip
 
     free, kept = within(0.0), within(50.0)
     assert free > 0 and kept < 0.7 * free, (free, kept)
@@ -281,10 +283,12 @@ def test_serve_gain_is_recorded_and_serving_tells_the_painter_that_many_times_th
         assert read_checkpoint(path)[0].online.mouth_painter_gain == gain
         pipe = LPMPipeline.load(path, with_base=False)
         painter, seen = pipe.model.mouth_painter, []
-        paint = painter.paint
-        painter.paint = lambda video, opening, picture=None: seen.append(opening) or paint(
-            video, opening, picture
-        )
+
+        def spy(video, opening, picture=None, paint=painter.paint, seen=seen):
+            seen.append(opening)
+            return paint(video, opening, picture)
+
+        painter.paint = spy
         told[gain] = (seen, first_chunk(pipe).frames)
     (once,), (twice,) = told[1.0][0], told[2.0][0]
     assert once.abs().sum() > 0 and torch.allclose(twice, 2 * once)
