@@ -261,13 +261,17 @@ class OnlineStream:
         return self.decoder.push(latents, audio=pcm)
 
     @torch.no_grad()
+    def heard_opening(self, audio: ChunkAudio) -> torch.Tensor:
+        """The mouth's opening the mouth head hears in this chunk's voice, (1, T) per frame."""
+        aud = self._audio_inputs(audio)
+        return self.model.mouth_head.opening(aud.speak, aud.frame_span).reshape(1, -1)
+
+    @torch.no_grad()
     def paint(self, video: torch.Tensor, audio: ChunkAudio) -> torch.Tensor:
         """The mouth painter on a decoded chunk (1, 3, T, H, W): each frame's mouth opened as
         far as the mouth head hears in the voice of that frame, times the config's
         `mouth_painter_gain`."""
-        aud = self._audio_inputs(audio)
-        opening = self.model.mouth_head.opening(aud.speak, aud.frame_span).reshape(1, -1)
-        opening = opening * self.model.cfg.online.mouth_painter_gain
+        opening = self.heard_opening(audio) * self.model.cfg.online.mouth_painter_gain
         if opening.shape[1] != video.shape[2]:
             raise RuntimeError(
                 f"mouth painter: {opening.shape[1]} openings for {video.shape[2]} frames"

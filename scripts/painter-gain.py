@@ -66,8 +66,7 @@ def stream_unpainted(pipe, runner, sample, seconds):
         with torch.no_grad():
             lat = stream.refine(stream.backbone(audio), audio)
             videos.append(stream._decode_video(lat, speak))
-            aud = stream._audio_inputs(audio)
-            openings.append(pipe.model.mouth_head.opening(aud.speak, aud.frame_span).flatten())
+            openings.append(stream.heard_opening(audio).flatten())
         stream.index += 1
     return torch.cat(videos, dim=2), torch.cat(openings), stream.painter_picture
 
@@ -135,7 +134,7 @@ def main() -> None:
     renderer, runner = ScenarioRenderer(), SystemRunner("online", pipe)
     rows: dict[str, list[float]] = {}
     curve = np.zeros(len(FIXED))
-    for spec in specs[: a.samples]:
+    for spec in specs:
         sample = renderer.render(spec)
         video, opening, picture = stream_unpainted(pipe, runner, sample, a.seconds)
         t = video.shape[2]
@@ -175,7 +174,7 @@ def main() -> None:
             rows.setdefault(k, []).append(v)
         print(spec.name, spec.kind, " ".join(
             f"{g}:{figures[f'lip_sync@{g}']:+.3f}" for g, _, _ in gains), flush=True)  # fmt: skip
-    n = len(specs[: a.samples])
+    n = len(specs)
     report = {
         "checkpoint": a.checkpoint,
         "samples": n,
@@ -197,7 +196,7 @@ def main() -> None:
             for k, vals in rows.items()
             if k.startswith(("lip_sync", "identity"))
         },
-        "kinds": [s.kind for s in specs[: a.samples]],
+        "kinds": [s.kind for s in specs],
     }
     print(json.dumps(report, indent=1))
     if a.json:

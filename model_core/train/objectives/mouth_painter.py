@@ -286,8 +286,12 @@ class MouthPainterObjective(Objective):
         change = weighted_mean((painted - x_in).abs(), 1 - region)
         within = weighted_mean((painted - x_in).abs(), region)
         rough = high_frequency(painted - x_in)
-        loss = self.w_mouth_read * read + self.outside * change + self.smooth * rough
-        loss = loss + self.inside * within
+        loss = (
+            self.w_mouth_read * read
+            + self.outside * change
+            + self.inside * within
+            + self.smooth * rough
+        )
         return loss, {
             "online_read_mse": read.item(),
             "online_input_read_mse": float(before),
