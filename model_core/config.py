@@ -144,6 +144,12 @@ class OnlineConfig:
     # over 1 carries more of what the head hears into what it draws; set by the
     # `mouth-painter` stage's `serve_gain` option, chosen on validation samples.
     mouth_painter_gain: float = 1.0
+    # Paint the opening relative to the painter's own edit at opening 0: each frame gets the
+    # painter's edit for the opening told less its edit for opening 0, so a frame told
+    # "closed" is left as the Online model drew it. The painter alone edits even a frame told
+    # 0, and on some characters that edit reads as an open mouth (`scripts/painter-gain.py`);
+    # set by the `mouth-painter` stage's `serve_relative` option.
+    mouth_painter_relative: bool = False
 
 
 @dataclass

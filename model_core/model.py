@@ -90,6 +90,16 @@ class LPMModel(nn.Module):
         online = dataclasses.replace(self.cfg.online, mouth_painter_gain=float(gain))
         self.cfg = dataclasses.replace(self.cfg, online=online)
 
+    def set_painter_relative(self, on: bool = True) -> None:
+        """Paint relative to the painter's edit at opening 0 (`OnlineConfig.
+        mouth_painter_relative`), or not, recorded in new config objects."""
+        if self.mouth_painter is None:
+            raise ValueError("this model has no mouth painter")
+        if not isinstance(on, bool):
+            raise ValueError(f"mouth painter relative must be true or false, got {on!r}")
+        online = dataclasses.replace(self.cfg.online, mouth_painter_relative=on)
+        self.cfg = dataclasses.replace(self.cfg, online=online)
+
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
         new config objects (the one the model was built from may be shared). No weights

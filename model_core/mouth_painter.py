@@ -25,6 +25,11 @@ copies the character from that picture in place, and the picture is sharp where 
 are soft, so it tells the painter where this character's mouth is and what it looks like. A
 painter trained without it is given it by `add_picture`, which starts the picture's input
 weights at zero (the painter draws what it did until trained on).
+
+With `relative` (`OnlineConfig.mouth_painter_relative`) a frame gets the painter's edit for the
+opening told less its edit for opening 0. The painter alone edits a frame told 0 as well, and
+on some characters that edit reads as an open mouth: painted relative, "closed" leaves the
+frame as the Online model drew it and only the opening is drawn.
 """
 
 from __future__ import annotations
@@ -105,12 +110,29 @@ class LPMMouthPainter(nn.Module):
         pad = (cols.start, frames.shape[-1] - cols.stop, rows.start, frames.shape[-2] - rows.stop)
         return frames + F.pad(delta, pad)
 
-    def paint(self, video: Tensor, opening: Tensor, picture: Tensor | None = None) -> Tensor:
+    def paint(
+        self,
+        video: Tensor,
+        opening: Tensor,
+        picture: Tensor | None = None,
+        relative: bool = False,
+    ) -> Tensor:
         """Video (B, 3, T, H, W), the opening per frame (B, T) and, for a painter that sees
-        it, the picture (B, 3, H, W) -> painted video, clamped."""
+        it, the picture (B, 3, H, W) -> painted video, clamped. `relative`: each frame gets
+        the painter's edit for its opening less its edit for opening 0 (one pass over both),
+        so an opening of 0 leaves a frame exactly as it was."""
         b, c, t, h, w = video.shape
         frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         if picture is not None:
             picture = picture.to(video).repeat_interleave(t, dim=0) if b > 1 else picture
-        out = self(frames, opening.reshape(b * t), picture)
+        opening = opening.reshape(b * t).to(frames)
+        if relative:
+            both = self(
+                torch.cat([frames, frames]),
+                torch.cat([opening, torch.zeros_like(opening)]),
+                None if picture is None else torch.cat([picture.expand(b * t, -1, -1, -1)] * 2),
+            )
+            out = frames + (both[: b * t] - both[b * t :])
+        else:
+            out = self(frames, opening, picture)
         return out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).clamp(-1.0, 1.0)

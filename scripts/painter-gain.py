@@ -16,16 +16,20 @@ Per gain it reports, averaged over the samples with speech (Pearson r, per sampl
   frame to the sample's reference set, averaged), which the painter's edits of the face cost.
 
 And the painter's response curve: the FaceProbe's mean reading of frames painted at fixed
-openings 0, 0.25, ..., 1.5.
+openings 0, 0.25, ..., 1.5, plain and relative.
 
 The heard opening is the head's own, before the gain the checkpoint's config may set.
 
-`--set G` measures nothing: it writes `online.mouth_painter_gain` = G into CHECKPOINT's
-config.json (its weights and everything else unchanged), the serving gain chosen from a sweep.
+A gain written `rG` paints relative (`OnlineConfig.mouth_painter_relative`): each frame gets
+the painter's edit for the opening told less its edit for opening 0.
+
+`--set G` (or `rG`) measures nothing: it writes `online.mouth_painter_gain` = G (and
+`online.mouth_painter_relative`, true for `rG`) into CHECKPOINT's config.json (its weights and
+everything else unchanged), the serving choice made from a sweep.
 
 Usage: .venv/bin/python scripts/painter-gain.py CHECKPOINT [--samples 24] [--seconds 3]
-       [--gains 0.5,1,1.5,2,3] [--seed 1] [--json OUT] [--png OUT]
-       .venv/bin/python scripts/painter-gain.py CHECKPOINT --set 1.25
+       [--gains 0.5,1,1.5,r1,r1.5] [--seed 1] [--json OUT] [--png OUT]
+       .venv/bin/python scripts/painter-gain.py CHECKPOINT --set r1.15
 """
 
 from __future__ import annotations
@@ -71,9 +75,10 @@ def stream_unpainted(pipe, runner, sample, seconds):
     return torch.cat(videos, dim=2), torch.cat(openings), stream.painter_picture
 
 
-def set_gain(checkpoint: str, gain: float) -> None:
-    """Write `online.mouth_painter_gain` into a checkpoint's config.json; exit 2 on a folder
-    that is not a checkpoint with a painter, or a gain that is not > 0."""
+def set_gain(checkpoint: str, gain: float, relative: bool) -> None:
+    """Write `online.mouth_painter_gain` and `online.mouth_painter_relative` into a
+    checkpoint's config.json; exit 2 on a folder that is not a checkpoint with a painter, or a
+    gain that is not > 0."""
     from pathlib import Path
 
     from model_core.checkpoint import CONFIG, CheckpointError, read_checkpoint
@@ -84,7 +89,9 @@ def set_gain(checkpoint: str, gain: float) -> None:
             raise ValueError("it has no mouth painter")
         if not gain > 0:
             raise ValueError(f"the gain must be > 0, got {gain}")
-        cfg = cfg.with_overrides({"online.mouth_painter_gain": gain})
+        cfg = cfg.with_overrides(
+            {"online.mouth_painter_gain": gain, "online.mouth_painter_relative": relative}
+        )
     except (CheckpointError, ValueError) as e:
         print(f"painter-gain: {checkpoint}: {e}", file=sys.stderr)
         sys.exit(2)
@@ -93,13 +100,16 @@ def set_gain(checkpoint: str, gain: float) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     tmp.replace(path)
-    print(f"{path}: online.mouth_painter_gain = {gain:g}")
+    print(f"{path}: online.mouth_painter_gain = {gain:g}, mouth_painter_relative = {relative}")
 
 
-def parse_gain(text: str) -> tuple[str, float, float]:
-    """ "G" or "G+C" -> (the text, G, C): the painter is told C + G x the heard opening."""
-    g, _, c = text.strip().partition("+")
-    return text.strip(), float(g), float(c or 0.0)
+def parse_gain(text: str) -> tuple[str, float, float, bool]:
+    """ "G", "G+C", "rG" or "rG+C" -> (the text, G, C, relative): the painter is told
+    C + G x the heard opening, relative to opening 0 with the "r"."""
+    name = text.strip()
+    relative = name.startswith("r")
+    g, _, c = name.removeprefix("r").partition("+")
+    return name, float(g), float(c or 0.0), relative
 
 
 def main() -> None:
@@ -112,16 +122,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     ap.add_argument("--png")
-    ap.add_argument("--set", type=float, help="write this serving gain into the checkpoint")
+    ap.add_argument("--set", help="write this serving gain (rG: relative) into the checkpoint")
     a = ap.parse_args()
     if a.set is not None:
-        set_gain(a.checkpoint, a.set)
+        try:
+            _, gain, offset, relative = parse_gain(a.set)
+            if offset:
+                raise ValueError
+        except ValueError:
+            print(f"painter-gain: --set must be G or rG, got {a.set!r}", file=sys.stderr)
+            sys.exit(2)
+        set_gain(a.checkpoint, gain, relative)
         return
     try:
         gains = [parse_gain(g) for g in a.gains.split(",")]
     except ValueError:
-        print(f"painter-gain: --gains must be G or G+C (told = C + G x heard) separated by "
-              f"commas, got {a.gains!r}", file=sys.stderr)  # fmt: skip
+        print(f"painter-gain: --gains must be G, G+C (told = C + G x heard), rG or rG+C "
+              f"(relative) separated by commas, got {a.gains!r}", file=sys.stderr)  # fmt: skip
         sys.exit(2)
     torch.set_num_threads(a.threads)
     pipe = LPMPipeline.load(a.checkpoint, with_base=False)
@@ -133,7 +150,7 @@ def main() -> None:
     specs = scenario_specs(a.samples, a.seconds, a.seed)
     renderer, runner = ScenarioRenderer(), SystemRunner("online", pipe)
     rows: dict[str, list[float]] = {}
-    curve = np.zeros(len(FIXED))
+    curve = np.zeros((2, len(FIXED)))  # plain, relative
     for spec in specs:
         sample = renderer.render(spec)
         video, opening, picture = stream_unpainted(pipe, runner, sample, a.seconds)
@@ -144,9 +161,9 @@ def main() -> None:
         ref_emb = reference_embeddings(judges, sample)
         figures = {}
         with torch.no_grad():
-            for g, scale, offset in gains:
+            for g, scale, offset, relative in gains:
                 told = offset + scale * opening
-                painted = painter.paint(video, told.reshape(1, -1), picture)
+                painted = painter.paint(video, told.reshape(1, -1), picture, relative=relative)
                 frames = frames_to_uint8(painted)
                 read = judges.probe.predict(frames)["mouth_open"]
                 sim = frame_similarity(judges.embedder.embed(frames), ref_emb)
@@ -168,12 +185,16 @@ def main() -> None:
             ls = lip_sync_score(plain, energy, speaking)
             figures["lip_sync_unpainted"] = np.nan if ls is None else ls
             for i, o in enumerate(FIXED):
-                painted = painter.paint(video, torch.full((1, t), o), picture)
-                curve[i] += judges.probe.predict(frames_to_uint8(painted))["mouth_open"].mean()
+                for j, relative in enumerate((False, True)):
+                    painted = painter.paint(
+                        video, torch.full((1, t), o), picture, relative=relative
+                    )
+                    read = judges.probe.predict(frames_to_uint8(painted))["mouth_open"]
+                    curve[j, i] += read.mean()
         for k, v in figures.items():
             rows.setdefault(k, []).append(v)
         print(spec.name, spec.kind, " ".join(
-            f"{g}:{figures[f'lip_sync@{g}']:+.3f}" for g, _, _ in gains), flush=True)  # fmt: skip
+            f"{g}:{figures[f'lip_sync@{g}']:+.3f}" for g, *_ in gains), flush=True)  # fmt: skip
     n = len(specs)
     report = {
         "checkpoint": a.checkpoint,
@@ -185,11 +206,14 @@ def main() -> None:
                 k: round(float(np.nanmean(rows[f"{k}@{g}"])), 4)
                 for k in ("lip_sync", "drawn_vs_told", "gain", "change", "identity")
             }
-            for g, _, _ in gains
+            for g, *_ in gains
         },
         "lip_sync_unpainted": round(float(np.nanmean(rows["lip_sync_unpainted"])), 4),
         "identity_unpainted": round(float(np.mean(rows["identity_unpainted"])), 4),
-        "response_curve": {f"{o:g}": round(float(c / n), 4) for o, c in zip(FIXED, curve)},
+        "response_curve": {f"{o:g}": round(float(c / n), 4) for o, c in zip(FIXED, curve[0])},
+        "response_curve_relative": {
+            f"{o:g}": round(float(c / n), 4) for o, c in zip(FIXED, curve[1])
+        },
         # per sample, for paired comparisons between gains
         "per_sample": {
             k: [None if np.isnan(v) else round(float(v), 4) for v in vals]
@@ -209,7 +233,7 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        names = [g for g, _, _ in gains]
+        names = [g for g, *_ in gains]
         x = np.arange(len(names))
         ax1.plot(x, [report["per_gain"][g]["lip_sync"] for g in names], "o-", label="lip sync")
         ax1.plot(x, [report["per_gain"][g]["drawn_vs_told"] for g in names], "s-",
@@ -217,7 +241,10 @@ def main() -> None:
         ax1.set_xticks(x, names)
         ax1.set_xlabel("told = C + G x heard (G+C)")
         ax1.legend()
-        ax2.plot(FIXED, [report["response_curve"][f"{o:g}"] for o in FIXED], "o-")
+        ax2.plot(FIXED, [report["response_curve"][f"{o:g}"] for o in FIXED], "o-", label="plain")
+        ax2.plot(FIXED, [report["response_curve_relative"][f"{o:g}"] for o in FIXED], "s-",
+                 label="relative")  # fmt: skip
+        ax2.legend()
         ax2.set_xlabel("opening told")
         ax2.set_ylabel("FaceProbe's mean reading")
         fig.tight_layout()

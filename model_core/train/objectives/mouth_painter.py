@@ -55,6 +55,8 @@ picture weights at zero.
 Option `serve_gain` G records in the checkpoint that serving tells the painter G x the opening
 the mouth head hears (`OnlineConfig.mouth_painter_gain`; training always tells it the opening
 given). `scripts/painter-gain.py` measures lip sync per gain on validation samples.
+Option `serve_relative` (true/false) records that serving paints relative to the painter's own
+edit at opening 0 (`OnlineConfig.mouth_painter_relative`); training scores the plain painter.
 
 Only the painter trains. A model without one is given one of `width` (default 16) channels; it needs a mouth
 head.
@@ -169,6 +171,13 @@ class MouthPainterObjective(Objective):
                 model.set_painter_gain(float(serve_gain))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"mouth-painter serve_gain: {e}") from e
+            self.cfg = model.cfg
+        serve_relative = self.options.get("serve_relative")
+        if serve_relative is not None:
+            try:
+                model.set_painter_relative(serve_relative)
+            except ValueError as e:
+                raise ValueError(f"mouth-painter serve_relative: {e}") from e
             self.cfg = model.cfg
 
     def read_error(self, video, boxes, target) -> torch.Tensor:

@@ -284,9 +284,9 @@ def test_serve_gain_is_recorded_and_serving_tells_the_painter_that_many_times_th
         pipe = LPMPipeline.load(path, with_base=False)
         painter, seen = pipe.model.mouth_painter, []
 
-        def spy(video, opening, picture=None, paint=painter.paint, seen=seen):
+        def spy(video, opening, picture=None, paint=painter.paint, seen=seen, **kw):
             seen.append(opening)
-            return paint(video, opening, picture)
+            return paint(video, opening, picture, **kw)
 
         painter.paint = spy
         told[gain] = (seen, first_chunk(pipe).frames)
@@ -295,3 +295,57 @@ def test_serve_gain_is_recorded_and_serving_tells_the_painter_that_many_times_th
     assert not np.array_equal(told[1.0][1], told[2.0][1])
     with pytest.raises(ValueError, match="no mouth painter"):
         LPMModel(_headed(micro_cfg)).set_painter_gain(1.5)
+
+
+@pytest.mark.parametrize("picture", [False, True])
+def test_relative_painting_draws_the_edit_for_the_opening_less_the_edit_for_opening_0(picture):
+    torch.manual_seed(0)
+    painter = LPMMouthPainter(8, picture=picture)
+    torch.nn.init.normal_(painter.out.weight, std=0.1)  # as if trained
+    torch.nn.init.normal_(painter.out.bias, std=0.1)  # and editing a frame told 0 as well
+    x = _frames(3, side=32) * 0.5
+    pic = _frames(1, side=32, seed=1) if picture else None
+    video, told = x.permute(1, 0, 2, 3)[None], torch.tensor([[0.0, 0.5, 1.0]])
+    plain = painter.paint(video, told, pic)
+    relative = painter.paint(video, told, pic, relative=True)
+    shut = painter(x, torch.zeros(3), pic)
+    assert not torch.allclose(shut, x)  # the plain painter edits a frame told 0
+    assert torch.allclose(plain[0, :, 0], shut[0].clamp(-1, 1))
+    assert torch.equal(relative[0, :, 0], video[0, :, 0])  # relative: 0 leaves it as it was
+    for i in (1, 2):
+        edit = painter(x[i : i + 1], told[:, i], pic) - shut[i : i + 1]
+        assert torch.allclose(relative[0, :, i], (x[i] + edit[0]).clamp(-1, 1), atol=1e-5)
+        assert not torch.allclose(relative[0, :, i], plain[0, :, i])
+
+
+def test_serve_relative_is_recorded_and_serving_paints_relative(tmp_path, micro_cfg):
+    from model_core.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    for bad in ("yes", 1):
+        with pytest.raises(ValueError, match="serve_relative"):
+            make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"serve_relative": bad})
+    model = LPMModel(_headed(micro_cfg))
+    objective = make_objective("mouth-painter", model, {"serve_relative": True})
+    assert objective.cfg.online.mouth_painter_relative is True
+    assert model.cfg.online.mouth_painter_relative is True
+    torch.nn.init.normal_(model.mouth_painter.out.weight, std=0.1)  # as if trained
+    torch.nn.init.normal_(model.mouth_painter.out.bias, std=0.1)
+    served = {}
+    for relative in (False, True):
+        model.set_painter_relative(relative)
+        path = save_checkpoint(model, model.cfg, tmp_path / f"rel{relative}", version="test")
+        assert read_checkpoint(path)[0].online.mouth_painter_relative is relative
+        pipe = LPMPipeline.load(path, with_base=False)
+        painter, seen = pipe.model.mouth_painter, []
+
+        def spy(video, opening, picture=None, relative=False, paint=painter.paint, seen=seen):
+            seen.append(relative)
+            return paint(video, opening, picture, relative=relative)
+
+        painter.paint = spy
+        served[relative] = (seen, first_chunk(pipe).frames)
+    assert served[False][0] == [False] and served[True][0] == [True]
+    assert not np.array_equal(served[False][1], served[True][1])
+    with pytest.raises(ValueError, match="no mouth painter"):
+        LPMModel(_headed(micro_cfg)).set_painter_relative(True)
