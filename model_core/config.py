@@ -150,6 +150,10 @@ class OnlineConfig:
     # 0, and on some characters that edit reads as an open mouth (`scripts/painter-gain.py`);
     # set by the `mouth-painter` stage's `serve_relative` option.
     mouth_painter_relative: bool = False
+    # The painter's edit is drawn this many times over (relative: the edit for the opening
+    # told less the edit for 0). Past a told 1.25 what it draws saturates, so scaling the edit
+    # carries a wider swing than telling it more; set by the stage's `serve_strength` option.
+    mouth_painter_strength: float = 1.0
 
 
 @dataclass

@@ -100,6 +100,16 @@ class LPMModel(nn.Module):
         online = dataclasses.replace(self.cfg.online, mouth_painter_relative=on)
         self.cfg = dataclasses.replace(self.cfg, online=online)
 
+    def set_painter_strength(self, strength: float) -> None:
+        """Draw this model's mouth painter's edit `strength` times over
+        (`OnlineConfig.mouth_painter_strength`), recorded in new config objects."""
+        if self.mouth_painter is None:
+            raise ValueError("this model has no mouth painter")
+        if not strength > 0:
+            raise ValueError(f"mouth painter strength must be > 0, got {strength!r}")
+        online = dataclasses.replace(self.cfg.online, mouth_painter_strength=float(strength))
+        self.cfg = dataclasses.replace(self.cfg, online=online)
+
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
         new config objects (the one the model was built from may be shared). No weights

@@ -29,7 +29,8 @@ weights at zero (the painter draws what it did until trained on).
 With `relative` (`OnlineConfig.mouth_painter_relative`) a frame gets the painter's edit for the
 opening told less its edit for opening 0. The painter alone edits a frame told 0 as well, and
 on some characters that edit reads as an open mouth: painted relative, "closed" leaves the
-frame as the Online model drew it and only the opening is drawn.
+frame as the Online model drew it and only the opening is drawn. `strength`
+(`OnlineConfig.mouth_painter_strength`) draws the edit that many times over.
 """
 
 from __future__ import annotations
@@ -116,11 +117,13 @@ class LPMMouthPainter(nn.Module):
         opening: Tensor,
         picture: Tensor | None = None,
         relative: bool = False,
+        strength: float = 1.0,
     ) -> Tensor:
         """Video (B, 3, T, H, W), the opening per frame (B, T) and, for a painter that sees
         it, the picture (B, 3, H, W) -> painted video, clamped. `relative`: each frame gets
         the painter's edit for its opening less its edit for opening 0 (one pass over both),
-        so an opening of 0 leaves a frame exactly as it was."""
+        so an opening of 0 leaves a frame exactly as it was. `strength`: the edit is drawn
+        that many times over."""
         b, c, t, h, w = video.shape
         frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         if picture is not None:
@@ -132,7 +135,9 @@ class LPMMouthPainter(nn.Module):
                 torch.cat([opening, torch.zeros_like(opening)]),
                 None if picture is None else torch.cat([picture.expand(b * t, -1, -1, -1)] * 2),
             )
-            out = frames + (both[: b * t] - both[b * t :])
+            out = frames + strength * (both[: b * t] - both[b * t :])
         else:
             out = self(frames, opening, picture)
+            if strength != 1.0:
+                out = frames + strength * (out - frames)
         return out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).clamp(-1.0, 1.0)

@@ -270,7 +270,8 @@ class OnlineStream:
     def paint(self, video: torch.Tensor, audio: ChunkAudio) -> torch.Tensor:
         """The mouth painter on a decoded chunk (1, 3, T, H, W): each frame's mouth opened as
         far as the mouth head hears in the voice of that frame, times the config's
-        `mouth_painter_gain` (relative to opening 0 where `mouth_painter_relative`)."""
+        `mouth_painter_gain` (relative to opening 0 where `mouth_painter_relative`), its edit
+        drawn `mouth_painter_strength` times over."""
         online = self.model.cfg.online
         opening = self.heard_opening(audio) * online.mouth_painter_gain
         if opening.shape[1] != video.shape[2]:
@@ -278,7 +279,11 @@ class OnlineStream:
                 f"mouth painter: {opening.shape[1]} openings for {video.shape[2]} frames"
             )
         return self.mouth_painter.paint(
-            video, opening, self.painter_picture, relative=online.mouth_painter_relative
+            video,
+            opening,
+            self.painter_picture,
+            relative=online.mouth_painter_relative,
+            strength=online.mouth_painter_strength,
         )
 
     def push(

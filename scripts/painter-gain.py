@@ -21,15 +21,17 @@ openings 0, 0.25, ..., 1.5, plain and relative.
 The heard opening is the head's own, before the gain the checkpoint's config may set.
 
 A gain written `rG` paints relative (`OnlineConfig.mouth_painter_relative`): each frame gets
-the painter's edit for the opening told less its edit for opening 0.
+the painter's edit for the opening told less its edit for opening 0; `GxS` (or `rGxS`) draws
+the edit S times over (`OnlineConfig.mouth_painter_strength`).
 
-`--set G` (or `rG`) measures nothing: it writes `online.mouth_painter_gain` = G (and
-`online.mouth_painter_relative`, true for `rG`) into CHECKPOINT's config.json (its weights and
-everything else unchanged), the serving choice made from a sweep.
+`--set G` (or `rG`, `GxS`, `rGxS`) measures nothing: it writes `online.mouth_painter_gain` = G,
+`online.mouth_painter_relative` (true for `r`) and `online.mouth_painter_strength` = S (1
+without `x`) into CHECKPOINT's config.json (its weights and everything else unchanged), the
+serving choice made from a sweep.
 
 Usage: .venv/bin/python scripts/painter-gain.py CHECKPOINT [--samples 24] [--seconds 3]
-       [--gains 0.5,1,1.5,r1,r1.5] [--seed 1] [--json OUT] [--png OUT]
-       .venv/bin/python scripts/painter-gain.py CHECKPOINT --set r1.15
+       [--gains 0.5,1,1.5,r1,r1x1.5] [--seed 1] [--json OUT] [--png OUT]
+       .venv/bin/python scripts/painter-gain.py CHECKPOINT --set r1x1.5
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ def stream_unpainted(pipe, runner, sample, seconds):
     return torch.cat(videos, dim=2), torch.cat(openings), stream.painter_picture
 
 
-def set_gain(checkpoint: str, gain: float, relative: bool) -> None:
-    """Write `online.mouth_painter_gain` and `online.mouth_painter_relative` into a
-    checkpoint's config.json; exit 2 on a folder that is not a checkpoint with a painter, or a
-    gain that is not > 0."""
+def set_gain(checkpoint: str, gain: float, relative: bool, strength: float) -> None:
+    """Write `online.mouth_painter_gain`, `_relative` and `_strength` into a checkpoint's
+    config.json; exit 2 on a folder that is not a checkpoint with a painter, or a gain or
+    strength that is not > 0."""
     from pathlib import Path
 
     from model_core.checkpoint import CONFIG, CheckpointError, read_checkpoint
@@ -87,10 +89,14 @@ def set_gain(checkpoint: str, gain: float, relative: bool) -> None:
         cfg, _, meta = read_checkpoint(checkpoint, with_base=False)
         if cfg.online.mouth_painter <= 0:
             raise ValueError("it has no mouth painter")
-        if not gain > 0:
-            raise ValueError(f"the gain must be > 0, got {gain}")
+        if not gain > 0 or not strength > 0:
+            raise ValueError(f"the gain and strength must be > 0, got {gain} and {strength}")
         cfg = cfg.with_overrides(
-            {"online.mouth_painter_gain": gain, "online.mouth_painter_relative": relative}
+            {
+                "online.mouth_painter_gain": gain,
+                "online.mouth_painter_relative": relative,
+                "online.mouth_painter_strength": strength,
+            }
         )
     except (CheckpointError, ValueError) as e:
         print(f"painter-gain: {checkpoint}: {e}", file=sys.stderr)
@@ -100,16 +106,22 @@ def set_gain(checkpoint: str, gain: float, relative: bool) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     tmp.replace(path)
-    print(f"{path}: online.mouth_painter_gain = {gain:g}, mouth_painter_relative = {relative}")
+    print(
+        f"{path}: online.mouth_painter_gain = {gain:g}, mouth_painter_relative = {relative}, "
+        f"mouth_painter_strength = {strength:g}"
+    )
 
 
-def parse_gain(text: str) -> tuple[str, float, float, bool]:
-    """ "G", "G+C", "rG" or "rG+C" -> (the text, G, C, relative): the painter is told
-    C + G x the heard opening, relative to opening 0 with the "r"."""
+def parse_gain(text: str) -> tuple[str, float, float, bool, float]:
+    """ "[r]G[+C][xS]" -> (the text, G, C, relative, S): the painter is told C + G x the
+    heard opening, relative to opening 0 with the "r", its edit drawn S times over."""
     name = text.strip()
     relative = name.startswith("r")
-    g, _, c = name.removeprefix("r").partition("+")
-    return name, float(g), float(c or 0.0), relative
+    told, times, strength = name.removeprefix("r").partition("x")
+    g, plus, c = told.partition("+")
+    return (
+        name, float(g), float(c) if plus else 0.0, relative, float(strength) if times else 1.0
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -126,19 +138,19 @@ def main() -> None:
     a = ap.parse_args()
     if a.set is not None:
         try:
-            _, gain, offset, relative = parse_gain(a.set)
+            _, gain, offset, relative, strength = parse_gain(a.set)
             if offset:
                 raise ValueError
         except ValueError:
-            print(f"painter-gain: --set must be G or rG, got {a.set!r}", file=sys.stderr)
+            print(f"painter-gain: --set must be [r]G[xS], got {a.set!r}", file=sys.stderr)
             sys.exit(2)
-        set_gain(a.checkpoint, gain, relative)
+        set_gain(a.checkpoint, gain, relative, strength)
         return
     try:
         gains = [parse_gain(g) for g in a.gains.split(",")]
     except ValueError:
-        print(f"painter-gain: --gains must be G, G+C (told = C + G x heard), rG or rG+C "
-              f"(relative) separated by commas, got {a.gains!r}", file=sys.stderr)  # fmt: skip
+        print(f"painter-gain: --gains must be [r]G[+C][xS] (told = C + G x heard, r: relative, "
+              f"S: strength) separated by commas, got {a.gains!r}", file=sys.stderr)  # fmt: skip
         sys.exit(2)
     torch.set_num_threads(a.threads)
     pipe = LPMPipeline.load(a.checkpoint, with_base=False)
@@ -161,9 +173,11 @@ def main() -> None:
         ref_emb = reference_embeddings(judges, sample)
         figures = {}
         with torch.no_grad():
-            for g, scale, offset, relative in gains:
+            for g, scale, offset, relative, strength in gains:
                 told = offset + scale * opening
-                painted = painter.paint(video, told.reshape(1, -1), picture, relative=relative)
+                painted = painter.paint(
+                    video, told.reshape(1, -1), picture, relative=relative, strength=strength
+                )
                 frames = frames_to_uint8(painted)
                 read = judges.probe.predict(frames)["mouth_open"]
                 sim = frame_similarity(judges.embedder.embed(frames), ref_emb)

@@ -56,7 +56,8 @@ Option `serve_gain` G records in the checkpoint that serving tells the painter G
 the mouth head hears (`OnlineConfig.mouth_painter_gain`; training always tells it the opening
 given). `scripts/painter-gain.py` measures lip sync per gain on validation samples.
 Option `serve_relative` (true/false) records that serving paints relative to the painter's own
-edit at opening 0 (`OnlineConfig.mouth_painter_relative`); training scores the plain painter.
+edit at opening 0 (`OnlineConfig.mouth_painter_relative`), and `serve_strength` S that it draws
+the edit S times over (`OnlineConfig.mouth_painter_strength`); training scores the plain painter.
 
 Only the painter trains. A model without one is given one of `width` (default 16) channels; it needs a mouth
 head.
@@ -178,6 +179,13 @@ class MouthPainterObjective(Objective):
                 model.set_painter_relative(serve_relative)
             except ValueError as e:
                 raise ValueError(f"mouth-painter serve_relative: {e}") from e
+            self.cfg = model.cfg
+        serve_strength = self.options.get("serve_strength")
+        if serve_strength is not None:
+            try:
+                model.set_painter_strength(float(serve_strength))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"mouth-painter serve_strength: {e}") from e
             self.cfg = model.cfg
 
     def read_error(self, video, boxes, target) -> torch.Tensor:
