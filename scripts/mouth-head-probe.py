@@ -62,7 +62,14 @@ def stream_both(pipe, runner, sample, seconds):
             drawn.append(frames_to_uint8(video))
             if painter is not None:
                 painted.append(
-                    frames_to_uint8(painter.paint(video, op.reshape(1, -1), stream.painter_picture))
+                    frames_to_uint8(
+                        painter.paint(
+                            video,
+                            op.reshape(1, -1),
+                            stream.painter_picture,
+                            relative=pipe.model.cfg.online.mouth_painter_relative,
+                        )  # fmt: skip
+                    )
                 )
         opening.append(op[0].flatten().numpy())
         stream.index += 1

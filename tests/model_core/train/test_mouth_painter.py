@@ -339,9 +339,9 @@ def test_serve_relative_is_recorded_and_serving_paints_relative(tmp_path, micro_
         pipe = LPMPipeline.load(path, with_base=False)
         painter, seen = pipe.model.mouth_painter, []
 
-        def spy(video, opening, picture=None, relative=False, paint=painter.paint, seen=seen):
-            seen.append(relative)
-            return paint(video, opening, picture, relative=relative)
+        def spy(video, opening, picture=None, paint=painter.paint, seen=seen, **kw):
+            seen.append(kw["relative"])
+            return paint(video, opening, picture, **kw)
 
         painter.paint = spy
         served[relative] = (seen, first_chunk(pipe).frames)
@@ -349,3 +349,47 @@ def test_serve_relative_is_recorded_and_serving_paints_relative(tmp_path, micro_
     assert not np.array_equal(served[False][1], served[True][1])
     with pytest.raises(ValueError, match="no mouth painter"):
         LPMModel(_headed(micro_cfg)).set_painter_relative(True)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_strength_draws_the_painter_s_edit_that_many_times_over(relative):
+    torch.manual_seed(0)
+    painter = LPMMouthPainter(8)
+    torch.nn.init.normal_(painter.out.weight, std=0.005)  # as if trained, small enough
+    torch.nn.init.normal_(painter.out.bias, std=0.005)  # that no pixel reaches the clamp
+    x = _frames(2, side=32) * 0.2
+    video, told = x.permute(1, 0, 2, 3)[None], torch.tensor([[0.3, 1.0]])
+    once = painter.paint(video, told, relative=relative)
+    thrice = painter.paint(video, told, relative=relative, strength=3.0)
+    assert thrice.abs().max() < 1.0  # unclamped: the edits compare exactly
+    assert not torch.allclose(once, video)
+    assert torch.allclose(thrice - video, 3 * (once - video), atol=1e-5)
+
+
+def test_serve_strength_is_recorded_and_serving_draws_the_edit_that_many_times_over(
+    tmp_path, micro_cfg
+):
+    from model_core.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    for bad in ("big", 0.0, -1.5):
+        with pytest.raises(ValueError, match="serve_strength"):
+            make_objective("mouth-painter", LPMModel(_headed(micro_cfg)), {"serve_strength": bad})
+    model = LPMModel(_headed(micro_cfg))
+    objective = make_objective("mouth-painter", model, {"serve_strength": 1.5})
+    assert objective.cfg.online.mouth_painter_strength == 1.5
+    torch.nn.init.normal_(model.mouth_painter.out.weight, std=0.1)  # as if trained
+    path = save_checkpoint(model, model.cfg, tmp_path / "strong", version="test")
+    assert read_checkpoint(path)[0].online.mouth_painter_strength == 1.5
+    pipe = LPMPipeline.load(path, with_base=False)
+    painter, seen = pipe.model.mouth_painter, []
+
+    def spy(video, opening, picture=None, paint=painter.paint, **kw):
+        seen.append(kw["strength"])
+        return paint(video, opening, picture, **kw)
+
+    painter.paint = spy
+    first_chunk(pipe)
+    assert seen == [1.5]
+    with pytest.raises(ValueError, match="no mouth painter"):
+        LPMModel(_headed(micro_cfg)).set_painter_strength(2.0)
