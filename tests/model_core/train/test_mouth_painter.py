@@ -393,3 +393,36 @@ def test_serve_strength_is_recorded_and_serving_draws_the_edit_that_many_times_o
     assert seen == [1.5]
     with pytest.raises(ValueError, match="no mouth painter"):
         LPMModel(_headed(micro_cfg)).set_painter_strength(2.0)
+
+
+def test_painter_gain_script_writes_the_serving_choice_and_refuses_a_malformed_one(
+    tmp_path, micro_cfg
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from model_core.checkpoint import save_checkpoint
+
+    model = LPMModel(_headed(micro_cfg))
+    make_objective("mouth-painter", model, {})  # gives the model its painter
+    path = save_checkpoint(model, model.cfg, tmp_path / "ckpt", version="test")
+    script = Path(__file__).resolve().parents[3] / "scripts" / "painter-gain.py"
+
+    def run(value):
+        return subprocess.run(
+            [sys.executable, str(script), str(path), "--set", value],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    done = run("r1.2x1.5")
+    assert done.returncode == 0, done.stderr
+    online = read_checkpoint(path)[0].online
+    assert (online.mouth_painter_gain, online.mouth_painter_relative) == (1.2, True)
+    assert online.mouth_painter_strength == 1.5
+    before = (Path(path) / "config.json").read_text()
+    for bad in ("r1x", "1+0.1", "x2", "0", "r1x-1"):
+        refused = run(bad)
+        assert refused.returncode == 2, (bad, refused.stderr)
+        assert "painter-gain:" in refused.stderr and refused.stderr.count("\n") == 1
+        assert (Path(path) / "config.json").read_text() == before
