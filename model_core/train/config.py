@@ -113,7 +113,9 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
     # the steps the Online model's own frames painted to random openings, read through a
     # shaken reader and with the change kept soft (the shipped painter's last run; its first
     # two had mouth_read 1 then 4 without `online`, the next two no shaking or `smooth`);
-    # served at 1.15 x the heard opening (`serve_gain`, chosen on validation samples)
+    # served relative to the painter's own edit at opening 0 (`serve_relative`), told the
+    # opening as heard and its edit drawn 1.5 times over (`serve_gain`, `serve_strength`,
+    # chosen on validation samples)
     "mouth-painter": dict(
         steps=2400,
         batch=2,
@@ -126,7 +128,9 @@ TINY_CURRICULUM: dict[str, dict[str, Any]] = {
             "read_jitter": 2.0,
             "read_soften": 0.5,
             "smooth": 4.0,
-            "serve_gain": 1.15,
+            "serve_gain": 1.0,
+            "serve_relative": True,
+            "serve_strength": 1.5,
         },
     ),
 }
