@@ -80,35 +80,33 @@ class LPMModel(nn.Module):
         online = dataclasses.replace(self.cfg.online, mouth_painter_picture=True)
         self.cfg = dataclasses.replace(self.cfg, online=online)
 
-    def set_painter_gain(self, gain: float) -> None:
-        """Tell this model's mouth painter `gain` x the opening the mouth head hears
-        (`OnlineConfig.mouth_painter_gain`), recorded in new config objects."""
+    def _set_painter_serving(self, **online_fields) -> None:
+        """Record mouth-painter serving settings in new config objects."""
         if self.mouth_painter is None:
             raise ValueError("this model has no mouth painter")
-        if not gain > 0:
-            raise ValueError(f"mouth painter gain must be > 0, got {gain!r}")
-        online = dataclasses.replace(self.cfg.online, mouth_painter_gain=float(gain))
+        online = dataclasses.replace(self.cfg.online, **online_fields)
         self.cfg = dataclasses.replace(self.cfg, online=online)
+
+    def set_painter_gain(self, gain: float) -> None:
+        """Tell this model's mouth painter `gain` x the opening the mouth head hears
+        (`OnlineConfig.mouth_painter_gain`)."""
+        if self.mouth_painter is not None and not gain > 0:
+            raise ValueError(f"mouth painter gain must be > 0, got {gain!r}")
+        self._set_painter_serving(mouth_painter_gain=float(gain))
 
     def set_painter_relative(self, on: bool = True) -> None:
         """Paint relative to the painter's edit at opening 0 (`OnlineConfig.
-        mouth_painter_relative`), or not, recorded in new config objects."""
-        if self.mouth_painter is None:
-            raise ValueError("this model has no mouth painter")
-        if not isinstance(on, bool):
+        mouth_painter_relative`), or not."""
+        if self.mouth_painter is not None and not isinstance(on, bool):
             raise ValueError(f"mouth painter relative must be true or false, got {on!r}")
-        online = dataclasses.replace(self.cfg.online, mouth_painter_relative=on)
-        self.cfg = dataclasses.replace(self.cfg, online=online)
+        self._set_painter_serving(mouth_painter_relative=on)
 
     def set_painter_strength(self, strength: float) -> None:
         """Draw this model's mouth painter's edit `strength` times over
-        (`OnlineConfig.mouth_painter_strength`), recorded in new config objects."""
-        if self.mouth_painter is None:
-            raise ValueError("this model has no mouth painter")
-        if not strength > 0:
+        (`OnlineConfig.mouth_painter_strength`)."""
+        if self.mouth_painter is not None and not strength > 0:
             raise ValueError(f"mouth painter strength must be > 0, got {strength!r}")
-        online = dataclasses.replace(self.cfg.online, mouth_painter_strength=float(strength))
-        self.cfg = dataclasses.replace(self.cfg, online=online)
+        self._set_painter_serving(mouth_painter_strength=float(strength))
 
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with

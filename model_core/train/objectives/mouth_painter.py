@@ -166,27 +166,18 @@ class MouthPainterObjective(Objective):
             model.show_painter_the_picture()
             self.cfg = model.cfg
         self.shows_picture = model.mouth_painter.picture
-        serve_gain = self.options.get("serve_gain")
-        if serve_gain is not None:
-            try:
-                model.set_painter_gain(float(serve_gain))
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"mouth-painter serve_gain: {e}") from e
-            self.cfg = model.cfg
-        serve_relative = self.options.get("serve_relative")
-        if serve_relative is not None:
-            try:
-                model.set_painter_relative(serve_relative)
-            except ValueError as e:
-                raise ValueError(f"mouth-painter serve_relative: {e}") from e
-            self.cfg = model.cfg
-        serve_strength = self.options.get("serve_strength")
-        if serve_strength is not None:
-            try:
-                model.set_painter_strength(float(serve_strength))
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"mouth-painter serve_strength: {e}") from e
-            self.cfg = model.cfg
+        serving = {  # option -> the model's setter that records it
+            "serve_gain": lambda v: model.set_painter_gain(float(v)),
+            "serve_relative": model.set_painter_relative,
+            "serve_strength": lambda v: model.set_painter_strength(float(v)),
+        }
+        for key, record in serving.items():
+            if self.options.get(key) is not None:
+                try:
+                    record(self.options[key])
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"mouth-painter {key}: {e}") from e
+        self.cfg = model.cfg
 
     def read_error(self, video, boxes, target) -> torch.Tensor:
         """The mean over the frozen readers of `reader_error`, read through `read_jitter` and
