@@ -108,6 +108,19 @@ class LPMModel(nn.Module):
             raise ValueError(f"mouth painter strength must be > 0, got {strength!r}")
         self._set_painter_serving(mouth_painter_strength=float(strength))
 
+    def paint_mouth(self, video, told, picture=None):
+        """This model's mouth painter as serving applies it: `LPMMouthPainter.paint` of
+        video (B, 3, T, H, W) told `told` (B, T), relative and at the strength the config
+        says (the gain is the caller's: `told` is what the painter is told)."""
+        online = self.cfg.online
+        return self.mouth_painter.paint(
+            video,
+            told,
+            picture,
+            relative=online.mouth_painter_relative,
+            strength=online.mouth_painter_strength,
+        )
+
     def set_audio_norm(self, on: bool = True) -> None:
         """Turn `DiTConfig.audio_norm` on (or off) in every transformer of a built model, with
         new config objects (the one the model was built from may be shared). No weights

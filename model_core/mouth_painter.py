@@ -129,15 +129,14 @@ class LPMMouthPainter(nn.Module):
         if picture is not None:
             picture = picture.to(video).repeat_interleave(t, dim=0) if b > 1 else picture
         opening = opening.reshape(b * t).to(frames)
-        if relative:
+        if relative:  # one pass over the frames told their opening and told 0
             both = self(
                 torch.cat([frames, frames]),
                 torch.cat([opening, torch.zeros_like(opening)]),
-                None if picture is None else torch.cat([picture.expand(b * t, -1, -1, -1)] * 2),
+                None if picture is None else picture.expand(b * t, -1, -1, -1).repeat(2, 1, 1, 1),
             )
-            out = frames + strength * (both[: b * t] - both[b * t :])
+            edit = both[: b * t] - both[b * t :]
         else:
-            out = self(frames, opening, picture)
-            if strength != 1.0:
-                out = frames + strength * (out - frames)
+            edit = self(frames, opening, picture) - frames
+        out = frames + strength * edit
         return out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).clamp(-1.0, 1.0)

@@ -272,19 +272,12 @@ class OnlineStream:
         far as the mouth head hears in the voice of that frame, times the config's
         `mouth_painter_gain` (relative to opening 0 where `mouth_painter_relative`), its edit
         drawn `mouth_painter_strength` times over."""
-        online = self.model.cfg.online
-        opening = self.heard_opening(audio) * online.mouth_painter_gain
+        opening = self.heard_opening(audio) * self.model.cfg.online.mouth_painter_gain
         if opening.shape[1] != video.shape[2]:
             raise RuntimeError(
                 f"mouth painter: {opening.shape[1]} openings for {video.shape[2]} frames"
             )
-        return self.mouth_painter.paint(
-            video,
-            opening,
-            self.painter_picture,
-            relative=online.mouth_painter_relative,
-            strength=online.mouth_painter_strength,
-        )
+        return self.model.paint_mouth(video, opening, self.painter_picture)
 
     def push(
         self,

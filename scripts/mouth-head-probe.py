@@ -63,12 +63,7 @@ def stream_both(pipe, runner, sample, seconds):
             if painter is not None:
                 painted.append(
                     frames_to_uint8(
-                        painter.paint(
-                            video,
-                            op.reshape(1, -1),
-                            stream.painter_picture,
-                            relative=pipe.model.cfg.online.mouth_painter_relative,
-                        )  # fmt: skip
+                        pipe.model.paint_mouth(video, op.reshape(1, -1), stream.painter_picture)
                     )
                 )
         opening.append(op[0].flatten().numpy())

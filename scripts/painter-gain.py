@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     ap.add_argument("--png")
-    ap.add_argument("--set", help="write this serving gain (rG: relative) into the checkpoint")
+    ap.add_argument("--set", help="write this serving choice ([r]G[xS]) into the checkpoint")
     a = ap.parse_args()
     if a.set is not None:
         try:

@@ -3,7 +3,7 @@
 For the bench's looped-stream character and a few held-out speaking samples of
 LPM-Bench-mini, the Online model streams the sample's voice without its painter; one frame
 of the last chunk is then painted (model_core/mouth_painter.py) to each `--openings` value
-(relative to opening 0 where the checkpoint paints relative).
+(relative, and at the strength, that the checkpoint's config serves).
 One row per sample: the footage's frame, the unpainted frame, then the painted ones, drawn at
 2x. Metrics read how far the painted mouth moves; this shows what moves.
 
@@ -58,7 +58,7 @@ def main() -> None:
     specs = [sp for sp in scenario_specs(a.samples * 4, 2, 0) if sp.kind == "speaking"]
     samples = [renderer.render_loop(loop_spec(s), s.minute_seconds)]
     samples += [renderer.render(sp) for sp in specs[: a.samples]]
-    rows, rel = [], pipe.model.cfg.online.mouth_painter_relative
+    rows = []
     for smp in samples:
         stream = pipe.start_stream(
             runner.references(smp), text=smp.identity.describe(), seed=0, mouth_painter=False
@@ -72,7 +72,7 @@ def main() -> None:
             if painter.picture:
                 picture = pipe.model.vae.decode(stream.picture)[:, :, 0]
             painted = [
-                frames_to_uint8(painter.paint(video, torch.tensor([[o]]), picture, relative=rel))[0]
+                frames_to_uint8(pipe.model.paint_mouth(video, torch.tensor([[o]]), picture))[0]
                 for o in openings
             ]
         rows.append(np.concatenate([smp.frames[24 + a.frame], res.frames[a.frame], *painted], 1))
